@@ -1,0 +1,23 @@
+"""cifarlib: train and compare Inception-style networks on CIFAR-10, from Colab notebooks or the command line.
+
+The public API is small; everything else lives in the module named for its job (data, model, memory, system,
+storage, train, results, sweep).
+"""
+
+from cifarlib.data import CLASS_NAMES, load_cifar10, write_cifar10_archive
+from cifarlib.memory import estimate_memory
+from cifarlib.model import build_inception
+from cifarlib.system import format_system_report, print_system_report, system_report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLASS_NAMES",
+    "build_inception",
+    "estimate_memory",
+    "format_system_report",
+    "load_cifar10",
+    "print_system_report",
+    "system_report",
+    "write_cifar10_archive",
+]

@@ -1,0 +1,525 @@
+"""CIFAR-10 from every place people keep it, read safely, plus the small array helpers around it.
+
+Sources (``load_cifar10(source=...)``):
+
+- ``"keras"``: the official archive, downloaded once through ``keras.utils.get_file`` and checked against its
+  SHA-256, then read like a local archive (so the safe reader below is used for downloads too);
+- a path to ``cifar-10-python.tar.gz`` (or any ``.tar.gz`` holding one of the layouts below);
+- a path to an extracted ``cifar-10-batches-py`` folder;
+- a folder of images laid out ``train/<class>/*`` and ``test/<class>/*`` (png or jpg);
+- ``"synthetic"``: a small generated, learnable set for smoke runs and CI, announced as such.
+
+Every loader returns ``((x_train, y_train), (x_test, y_test))`` with uint8 images ``(N, 32, 32, 3)`` and
+integer labels ``(N,)``. Images stay uint8 here: scaling to [0, 1] happens per batch inside the model or the
+input pipeline, so no float copy of the dataset is ever made.
+
+The official archive is a tar of Python pickles. Unpickling runs code named in the file, so batches are read
+with an unpickler that allows only what CIFAR-10 batches hold, and archives are extracted member by member with
+checks against absolute paths, ``..`` and links that leave the target folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from cifarlib.errors import DataError, UnsafeArchiveError
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SHAPE = (32, 32, 3)
+
+# The official archive, as keras.datasets.cifar10 downloads it, with the SHA-256 Keras checks it against.
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+BATCHES_FOLDER = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+META_FILE = "batches.meta"
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# ITU-R BT.601 luma weights, as the reference notebook used them.
+GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+
+def load_cifar10(
+    source: str | os.PathLike = "keras",
+    *,
+    train_size: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    synthetic_size: tuple[int, int] = (2000, 500),
+    seed: int = 0,
+) -> tuple[Split, Split]:
+    """Load CIFAR-10 as uint8 images ``(N, 32, 32, 3)`` and integer labels ``(N,)``.
+
+    Args:
+        source: ``"keras"``, ``"synthetic"``, or a path to an archive, a batches folder or an image folder.
+        train_size: keep only the first ``train_size`` training images (quick runs); ``None`` keeps all.
+        cache_dir: where archives are extracted and downloads kept (default ``$CIFARLIB_CACHE`` or
+            ``~/.cache/cifarlib``).
+        synthetic_size: (train, test) image counts for ``source="synthetic"``.
+        seed: seed of the synthetic generator.
+    """
+    if train_size is not None and (not isinstance(train_size, int) or train_size <= 0):
+        raise ValueError(f"train_size must be a positive integer or None, got {train_size!r}")
+    source_text = os.fspath(source)
+    if source_text == "synthetic":
+        (x_train, y_train), test = synthetic_cifar10(*synthetic_size, seed=seed)
+    elif source_text == "keras":
+        (x_train, y_train), test = _load_path(_download_official(cache_dir), cache_dir)
+    else:
+        (x_train, y_train), test = _load_path(Path(source_text).expanduser(), cache_dir)
+    if train_size is not None:
+        if train_size > len(x_train):
+            raise ValueError(f"train_size={train_size} is larger than the {len(x_train)} training images")
+        x_train, y_train = x_train[:train_size], y_train[:train_size]
+    return (x_train, y_train), test
+
+
+def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The folder for downloads and extracted archives."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("CIFARLIB_CACHE", "~/.cache/cifarlib")).expanduser()
+
+
+def synthetic_cifar10(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) -> tuple[Split, Split]:
+    """A small generated stand-in for CIFAR-10 that a network can learn in a few epochs.
+
+    Each class has its own colour and stripe direction, blurred by noise; nothing here resembles real
+    photographs, so numbers measured on it say only that the machinery works. A log line says so.
+    """
+    for name, value in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    log.warning("Using SYNTHETIC data (generated images, not CIFAR-10): accuracy on it means nothing.")
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(40, 216, size=(NUM_CLASSES, 3))
+    rows, cols = np.mgrid[0:32, 0:32]
+
+    def make(n: int) -> Split:
+        labels = np.arange(n) % NUM_CLASSES
+        rng.shuffle(labels)
+        angles = labels * np.pi / NUM_CLASSES
+        stripes = np.sin(
+            (rows[None] * np.cos(angles)[:, None, None] + cols[None] * np.sin(angles)[:, None, None]) / 2.0
+        )
+        images = palette[labels][:, None, None, :] + 40.0 * stripes[..., None]
+        images += rng.normal(0.0, 25.0, size=images.shape)
+        return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
+
+    return make(n_train), make(n_test)
+
+
+def write_cifar10_archive(
+    path: str | os.PathLike,
+    *,
+    images_per_batch: int = 20,
+    test_images: int = 20,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny ``cifar-10-python.tar.gz`` in the exact official layout, for tests and smoke runs.
+
+    The archive holds ``cifar-10-batches-py/`` with ``data_batch_1`` .. ``data_batch_5``, ``test_batch``,
+    ``batches.meta`` and ``readme.html``; each batch is a protocol-2 pickle of a dict with ``batch_label``,
+    ``labels``, ``data`` (uint8, ``(n, 3072)``, red plane then green then blue) and ``filenames``, as in
+    the official file. The images are the synthetic ones, so a network trained on them learns something.
+    """
+    path = Path(path)
+    (x_train, y_train), (x_test, y_test) = synthetic_cifar10(5 * images_per_batch, test_images, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as archive:
+        for index, name in enumerate(TRAIN_BATCHES):
+            part = slice(index * images_per_batch, (index + 1) * images_per_batch)
+            batch = _batch_dict(f"training batch {index + 1} of 5", x_train[part], y_train[part])
+            _add_bytes(archive, f"{BATCHES_FOLDER}/{name}", pickle.dumps(batch, protocol=2))
+        test = _batch_dict("testing batch 1 of 1", x_test, y_test)
+        _add_bytes(archive, f"{BATCHES_FOLDER}/{TEST_BATCH}", pickle.dumps(test, protocol=2))
+        meta = {
+            b"num_cases_per_batch": images_per_batch,
+            b"label_names": [name.encode() for name in CLASS_NAMES],
+            b"num_vis": 3072,
+        }
+        _add_bytes(archive, f"{BATCHES_FOLDER}/{META_FILE}", pickle.dumps(meta, protocol=2))
+        _add_bytes(archive, f"{BATCHES_FOLDER}/readme.html", b"<html>tiny CIFAR-10 made by cifarlib</html>")
+    return path
+
+
+def write_image_folder(root: str | os.PathLike, images_per_class: int = 3, *, suffix: str = ".png") -> Path:
+    """Write ``train/<class>/*`` and ``test/<class>/*`` image files from synthetic data (tests, smoke runs)."""
+    from PIL import Image
+
+    root = Path(root)
+    (x_train, y_train), (x_test, y_test) = synthetic_cifar10(
+        NUM_CLASSES * images_per_class, NUM_CLASSES * images_per_class
+    )
+    for split, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for index, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / CLASS_NAMES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{index:05d}{suffix}")
+    return root
+
+
+def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Extract a tar archive into ``target``, refusing members that would land or point outside it.
+
+    Absolute names, ``..`` components, links leaving the target and device files raise
+    ``UnsafeArchiveError`` before anything is written; a truncated or corrupt archive raises ``DataError``.
+    Python's own ``filter="data"`` then guards the extraction itself a second time.
+    """
+    archive_path, target = Path(archive_path), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    root = target.resolve()
+    try:
+        with tarfile.open(archive_path, "r:*") as archive:
+            members = archive.getmembers()
+            for member in members:
+                _check_member(archive_path, member, root)
+            archive.extractall(root, members=members, filter="data")
+    except UnsafeArchiveError:
+        raise
+    except tarfile.FilterError as error:
+        raise UnsafeArchiveError(f"{archive_path}: refused unsafe member ({error})") from error
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        if isinstance(error, FileNotFoundError) and not archive_path.exists():
+            raise DataError(f"{archive_path}: no such file (expected a .tar.gz archive)") from error
+        raise DataError(f"{archive_path}: the archive is truncated or corrupt ({error})") from error
+    return target
+
+
+def to_grayscale(images: np.ndarray) -> np.ndarray:
+    """``0.299 R + 0.587 G + 0.114 B`` as float32 of shape ``(N, 32, 32, 1)``, in the input's value range."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must have shape (N, H, W, 3), got {images.shape}")
+    weights = np.asarray(GRAYSCALE_WEIGHTS, dtype=np.float32)
+    return (images.astype(np.float32) @ weights)[..., None]
+
+
+def scale_pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1], for exploration and the reference notebook's way of training."""
+    return np.asarray(images, dtype=np.float32) / 255.0
+
+
+def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Integer labels ``(N,)`` to float32 one-hot rows ``(N, num_classes)``."""
+    labels = np.asarray(labels)
+    _check_labels(labels, "labels")
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def class_counts(labels: np.ndarray) -> dict[str, int]:
+    """How many images of each class, by class name."""
+    counts = np.bincount(np.asarray(labels), minlength=NUM_CLASSES)
+    return {name: int(count) for name, count in zip(CLASS_NAMES, counts)}
+
+
+def samples_per_class(labels: np.ndarray, per_class: int = 10, *, seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` random images of each class, as a ``(10, per_class)`` grid (row = class)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    grid = []
+    for label in range(NUM_CLASSES):
+        candidates = np.flatnonzero(labels == label)
+        if len(candidates) < per_class:
+            raise ValueError(f"class {CLASS_NAMES[label]!r} has {len(candidates)} images, need {per_class}")
+        grid.append(rng.choice(candidates, per_class, replace=False))
+    return np.stack(grid)
+
+
+def split_validation(
+    images: np.ndarray, labels: np.ndarray, fraction: float, *, seed: int = 0
+) -> tuple[Split, Split]:
+    """A fixed, seeded, class-balanced validation slice of the training set.
+
+    Unlike Keras's ``validation_split`` (the last images, whatever their classes), every class gives the same
+    share, and the same seed always picks the same images, so runs compare fairly.
+    Returns ``((x_train, y_train), (x_val, y_val))``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction!r}")
+    labels = np.asarray(labels)
+    if fraction == 0.0:
+        return (images, labels), (images[:0], labels[:0])
+    rng = np.random.default_rng(seed)
+    validation = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        take = int(round(len(members) * fraction))
+        validation.append(rng.choice(members, take, replace=False))
+    val_index = np.sort(np.concatenate(validation))
+    if len(val_index) == 0:
+        raise ValueError(f"validation fraction {fraction} of {len(labels)} images selects no image")
+    train_mask = np.ones(len(labels), dtype=bool)
+    train_mask[val_index] = False
+    return (images[train_mask], labels[train_mask]), (images[val_index], labels[val_index])
+
+
+# ------------------------------------------------------------------------------------------ resolving paths
+
+
+def _download_official(cache_dir) -> Path:
+    import keras
+
+    target = default_cache_dir(cache_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(
+            keras.utils.get_file(
+                fname="cifar-10-python.tar.gz",
+                origin=OFFICIAL_URL,
+                file_hash=OFFICIAL_SHA256,
+                cache_dir=str(target),
+                cache_subdir="downloads",
+            )
+        )
+    except Exception as error:  # noqa: BLE001 - Keras raises several kinds for a failed download.
+        raise DataError(
+            f"could not download CIFAR-10 through Keras ({type(error).__name__}: {error}); with no network, "
+            "pass a local cifar-10-python.tar.gz, an extracted cifar-10-batches-py folder, "
+            "an image folder, or 'synthetic' as the data source"
+        ) from error
+
+
+def _load_path(path: Path, cache_dir) -> tuple[Split, Split]:
+    if not path.exists():
+        raise DataError(
+            f"{path}: no such file or folder (expected 'keras', 'synthetic', a cifar-10-python.tar.gz, "
+            "a cifar-10-batches-py folder, or a folder with train/<class>/ images)"
+        )
+    if path.is_file():
+        path = _extract_cached(path, cache_dir)
+    folder = _find_dataset_folder(path)
+    if (folder / TRAIN_BATCHES[0]).exists() or folder.name == BATCHES_FOLDER:
+        return _read_batches_folder(folder)
+    return _read_image_folder(folder)
+
+
+def _extract_cached(archive: Path, cache_dir) -> Path:
+    """Extract an archive once into the cache; a half-finished extraction never becomes the cached copy."""
+    stat = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    stem = archive.name.split(".")[0]
+    cache = default_cache_dir(cache_dir) / "extracted"
+    final = cache / f"{stem}-{key}"
+    if final.is_dir():
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=cache))
+    try:
+        safe_extract(archive, staging)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _find_dataset_folder(path: Path) -> Path:
+    """The folder that holds the batches or the ``train/`` images, at ``path`` or up to two levels below."""
+    for depth in range(3):
+        for candidate in sorted(path.glob("/".join(["*"] * depth))) if depth else [path]:
+            if not candidate.is_dir():
+                continue
+            if (candidate / TRAIN_BATCHES[0]).exists() or (candidate / "train").is_dir():
+                return candidate
+    if path.name == BATCHES_FOLDER:
+        return path
+    raise DataError(
+        f"{path}: found neither CIFAR-10 batches ({BATCHES_FOLDER}/data_batch_1 ...) "
+        "nor an image folder (train/<class>/*.png|jpg)"
+    )
+
+
+# --------------------------------------------------------------------------------------- the batch format
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Allows only the globals a CIFAR-10 batch pickle refers to: numpy array reconstruction and bytes."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        # Protocol-2 pickles written by Python 3 encode bytes objects through _codecs.encode.
+        ("_codecs", "encode"),
+    }
+
+    def __init__(self, file, source: Path):
+        super().__init__(file, encoding="bytes")
+        self.source = source
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise UnsafeArchiveError(
+                f"{self.source}: refused to unpickle {module}.{name}; a CIFAR-10 batch holds only dicts, "
+                "lists, bytes, numbers and numpy arrays"
+            )
+        if module == "numpy.core.multiarray":
+            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        return super().find_class(module, name)
+
+
+def read_batch(path: str | os.PathLike) -> dict:
+    """Read one pickled batch with the restricted unpickler; keys come back as ``str``."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            loaded = _CifarUnpickler(io.BufferedReader(file), path).load()
+    except UnsafeArchiveError:
+        raise
+    except FileNotFoundError as error:
+        raise DataError(f"{path}: missing CIFAR-10 batch file") from error
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise DataError(f"{path}: not a readable CIFAR-10 batch, truncated or corrupt ({error})") from error
+    if not isinstance(loaded, dict):
+        raise DataError(f"{path}: expected a pickled dict, found {type(loaded).__name__}")
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in loaded.items()}
+
+
+def _batch_arrays(path: Path) -> Split:
+    batch = read_batch(path)
+    if "data" not in batch or "labels" not in batch:
+        raise DataError(f"{path}: a CIFAR-10 batch needs 'data' and 'labels', found {sorted(batch)}")
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", type(data).__name__)
+        raise DataError(f"{path}: 'data' must be an array of shape (N, 3072), found {shape}")
+    if data.dtype != np.uint8:
+        raise DataError(f"{path}: 'data' must hold uint8 pixels, found {data.dtype}")
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if labels.shape != (len(data),):
+        raise DataError(f"{path}: {len(data)} images but {labels.size} labels")
+    _check_labels(labels, str(path))
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def _read_batches_folder(folder: Path) -> tuple[Split, Split]:
+    missing = [name for name in (*TRAIN_BATCHES, TEST_BATCH) if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder}: missing CIFAR-10 batch files {missing}")
+    if (folder / META_FILE).is_file():
+        names = read_batch(folder / META_FILE).get("label_names")
+        decoded = tuple(n.decode() if isinstance(n, bytes) else n for n in names or ())
+        if decoded != CLASS_NAMES:
+            raise DataError(f"{folder / META_FILE}: label_names {decoded} differ from CIFAR-10's {CLASS_NAMES}")
+    train = [_batch_arrays(folder / name) for name in TRAIN_BATCHES]
+    x_train = np.concatenate([images for images, _ in train])
+    y_train = np.concatenate([labels for _, labels in train])
+    return (x_train, y_train), _batch_arrays(folder / TEST_BATCH)
+
+
+def _batch_dict(label: str, images: np.ndarray, labels: np.ndarray) -> dict:
+    planes = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    return {
+        b"batch_label": label.encode(),
+        b"labels": [int(value) for value in labels],
+        b"data": np.ascontiguousarray(planes, dtype=np.uint8),
+        b"filenames": [f"synthetic_{i:05d}.png".encode() for i in range(len(images))],
+    }
+
+
+def _add_bytes(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    info.mode = 0o644
+    archive.addfile(info, io.BytesIO(payload))
+
+
+def _check_member(archive_path: Path, member: tarfile.TarInfo, root: Path) -> None:
+    name = member.name
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or ".." in Path(name).parts:
+        raise UnsafeArchiveError(f"{archive_path}: refused member {name!r} (absolute path or '..')")
+    destination = (root / name).resolve()
+    if destination != root and root not in destination.parents:
+        raise UnsafeArchiveError(f"{archive_path}: refused member {name!r} (would be written outside {root})")
+    if member.issym() or member.islnk():
+        link_base = destination.parent if member.issym() else root
+        link_target = (link_base / member.linkname).resolve()
+        if os.path.isabs(member.linkname) or (link_target != root and root not in link_target.parents):
+            raise UnsafeArchiveError(
+                f"{archive_path}: refused link {name!r} -> {member.linkname!r} (points outside {root})"
+            )
+    elif not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(f"{archive_path}: refused member {name!r} (not a file or folder)")
+
+
+def _check_labels(labels: np.ndarray, where: str) -> None:
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DataError(f"{where}: labels must be integers in 0..{NUM_CLASSES - 1}, found {labels.min()}..{labels.max()}")
+
+
+# ------------------------------------------------------------------------------------------ image folders
+
+
+def _read_image_folder(root: Path) -> tuple[Split, Split]:
+    train = _read_split(root / "train")
+    if (root / "test").is_dir():
+        test = _read_split(root / "test")
+    else:
+        log.warning("%s has no test/ folder: the test split is empty; hold out a validation split instead", root)
+        test = (np.zeros((0, *IMAGE_SHAPE), np.uint8), np.zeros((0,), np.int64))
+    return train, test
+
+
+def _read_split(folder: Path) -> Split:
+    from PIL import Image, UnidentifiedImageError
+
+    if not folder.is_dir():
+        raise DataError(f"{folder}: missing folder (expected {folder.name}/<class>/ with png or jpg images)")
+    class_folders = sorted(p for p in folder.iterdir() if p.is_dir())
+    unknown = [p.name for p in class_folders if p.name not in CLASS_NAMES]
+    if unknown:
+        raise DataError(f"{folder}: unknown class folders {unknown}; expected names from {list(CLASS_NAMES)}")
+    if not class_folders:
+        raise DataError(f"{folder}: no class folders (expected {folder.name}/<class>/ with png or jpg images)")
+    images, labels = [], []
+    for class_folder in class_folders:
+        files = sorted(p for p in class_folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{class_folder}: empty class folder (expected png or jpg images)")
+        label = CLASS_NAMES.index(class_folder.name)
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            except (UnidentifiedImageError, OSError) as error:
+                raise DataError(f"{file}: not a readable image ({error})") from error
+            if array.shape != IMAGE_SHAPE:
+                raise DataError(f"{file}: image of shape {array.shape}, expected {IMAGE_SHAPE}")
+            images.append(array)
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)

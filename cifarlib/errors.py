@@ -1,0 +1,26 @@
+"""The exceptions cifarlib raises for bad input and broken storage.
+
+Each names the file or argument at fault and what was expected, so that the one line the command line
+prints is enough to act on. They subclass the built-in exception a caller would already catch
+(``ValueError`` for bad data, ``OSError`` for storage).
+"""
+
+
+class CifarlibError(Exception):
+    """Base class of every error cifarlib raises on purpose."""
+
+
+class DataError(CifarlibError, ValueError):
+    """A data source is missing, truncated, corrupt or not laid out as CIFAR-10."""
+
+
+class UnsafeArchiveError(DataError):
+    """An archive or pickle tried to do something a CIFAR-10 file never does (run code, escape its folder)."""
+
+
+class WorkspaceError(CifarlibError, OSError):
+    """The workspace (a Drive folder or a local one) cannot be read or written."""
+
+
+class RunConfigError(CifarlibError, ValueError):
+    """A run's settings are invalid or disagree with the run already on disk."""

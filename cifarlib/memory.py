@@ -1,0 +1,87 @@
+"""How much accelerator memory a model needs, by the reference notebook's formula and by an honest one.
+
+``method="seed"`` reproduces the reference notebook's figure, so old numbers can be checked::
+
+    4 bytes * batch * (sum of every layer's output elements + all parameters) / 1024**3
+
+It multiplies the parameters by the batch, which is wrong (weights are stored once), and ignores gradients
+and optimizer state; it gives 1.47 for the seed network at batch 128.
+
+``method="training"`` counts what training really keeps, in bytes::
+
+    parameters * 4                      (variables stay float32, also under mixed precision)
+  + trainable parameters * 4            (one gradient per trainable weight)
+  + trainable parameters * 4 * slots    (Adam keeps two moments, SGD with momentum one, plain SGD none)
+  + batch * activations * compute bytes (every layer's output, kept for back-propagation; 2 bytes per
+                                          element under mixed_float16/mixed_bfloat16, 4 under float32)
+
+It leaves out the framework's own workspace (cuDNN scratch, allocator rounding), which is why it is compared
+with measured peaks by ``make bench`` rather than trusted blindly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+GIB = 1024**3
+OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "nadam": 2, "rmsprop": 1, "sgd_momentum": 1, "sgd": 0}
+COMPUTE_BYTES = {"float32": 4, "mixed_float16": 2, "mixed_bfloat16": 2, "float16": 2, "bfloat16": 2}
+
+
+def layer_output_elements(model: keras.Model, *, include_input: bool = True) -> int:
+    """Sum over the model's layers of the elements of one sample's outputs (batch dimension left out)."""
+    total = 0
+    for layer in model.layers:
+        if not include_input and isinstance(layer, keras.layers.InputLayer):
+            continue
+        for output in keras.tree.flatten(layer.output):
+            total += math.prod(dim for dim in output.shape[1:] if dim is not None)
+    return total
+
+
+def training_memory_breakdown(
+    model: keras.Model, batch_size: int, *, optimizer: str = "adam", precision: str = "float32"
+) -> dict[str, int]:
+    """Bytes of each part of ``method="training"`` (see the module docstring)."""
+    _check_batch(batch_size)
+    if optimizer not in OPTIMIZER_SLOTS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_SLOTS)}, got {optimizer!r}")
+    if precision not in COMPUTE_BYTES:
+        raise ValueError(f"precision must be one of {sorted(COMPUTE_BYTES)}, got {precision!r}")
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    return {
+        "parameters": 4 * model.count_params(),
+        "gradients": 4 * trainable,
+        "optimizer_slots": 4 * trainable * OPTIMIZER_SLOTS[optimizer],
+        "activations": batch_size * layer_output_elements(model, include_input=True) * COMPUTE_BYTES[precision],
+    }
+
+
+def estimate_memory(
+    model: keras.Model,
+    batch_size: int,
+    method: str = "seed",
+    *,
+    optimizer: str = "adam",
+    precision: str = "float32",
+) -> float:
+    """Estimated memory in GiB (1024**3 bytes) for training ``model`` at ``batch_size``.
+
+    ``method="seed"`` is the reference notebook's formula (unrounded; it printed it rounded to 3 places);
+    ``method="training"`` is the honest count, which takes the ``optimizer`` and ``precision`` used.
+    """
+    _check_batch(batch_size)
+    if method == "seed":
+        elements = layer_output_elements(model) + model.count_params()
+        return 4.0 * batch_size * elements / GIB
+    if method == "training":
+        breakdown = training_memory_breakdown(model, batch_size, optimizer=optimizer, precision=precision)
+        return sum(breakdown.values()) / GIB
+    raise ValueError(f"method must be 'seed' or 'training', got {method!r}")
+
+
+def _check_batch(batch_size) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
