@@ -92,9 +92,10 @@ def load_cifar10(
         raise ValueError(f"train_size must be a positive integer or None, got {train_size!r}")
     source_text = os.fspath(source)
     if source_text == "synthetic":
-        (x_train, y_train), test = synthetic_cifar10(*synthetic_size, seed=seed)
+        # Generated data has no fixed size: make exactly the training images asked for.
+        (x_train, y_train), test = synthetic_cifar10(train_size or synthetic_size[0], synthetic_size[1], seed=seed)
     elif source_text == "keras":
-        (x_train, y_train), test = _load_path(_download_official(cache_dir), cache_dir)
+        (x_train, y_train), test = _load_path(download_official(cache_dir), cache_dir)
     else:
         (x_train, y_train), test = _load_path(Path(source_text).expanduser(), cache_dir)
     if train_size is not None:
@@ -287,7 +288,8 @@ def split_validation(
 # ------------------------------------------------------------------------------------------ resolving paths
 
 
-def _download_official(cache_dir) -> Path:
+def download_official(cache_dir=None) -> Path:
+    """The official archive, downloaded once into the cache and checked against its SHA-256."""
     import keras
 
     target = default_cache_dir(cache_dir)

@@ -17,8 +17,8 @@ The model takes raw pixel values in [0, 255] (uint8 batches are fine) and scales
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import keras
 from keras import layers

@@ -5,8 +5,7 @@ from types import SimpleNamespace
 import GPUtil
 import pytest
 
-from cifarlib import format_system_report, system_report
-from cifarlib import system
+from cifarlib import format_system_report, system, system_report
 
 
 @pytest.fixture

@@ -1,0 +1,162 @@
+"""The command line, ``python -m cifarlib``: the same functions the notebooks call.
+
+Subcommands: ``train``, ``runs``, ``evaluate``, ``report`` (and ``sweep``, ``bench``, ``bench-accuracy``,
+``plots``). Every ``RunConfig`` field is a ``train`` flag, with its help text from ``RunConfig``. Errors print
+one line to stderr and exit with status 1 (2 for wrong usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import typing
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field; unset flags keep the preset's value."""
+    from cifarlib.config import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    for field in dataclasses.fields(RunConfig):
+        flag = "--" + field.name.replace("_", "-")
+        help_text = f"{field.metadata.get('help', '')} (default: {field.default!r})"
+        kind = hints[field.name]
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        parser.add_argument(flag, dest=field.name, type=_parser_for(field.name, kind), default=None, help=help_text)
+
+
+def _parser_for(name: str, kind):
+    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+
+    def parse(text: str):
+        if text.lower() == "none" and type(None) in typing.get_args(kind):
+            return None
+        if name == "jit_compile":
+            return {"true": True, "false": False}.get(text.lower(), text)
+        for candidate in args:
+            try:
+                return candidate(text)
+            except (TypeError, ValueError):
+                continue
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(a.__name__ for a in args)}, got {text!r}")
+
+    parse.__name__ = "/".join(a.__name__ for a in args)
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cifarlib", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO level)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train (or resume) a run", description="Train, or resume, one run.")
+    train.add_argument("--workspace", help="workspace folder (default: Drive in Colab, else $CIFARLIB_HOME or ~/cifarlib-workspace)")
+    train.add_argument("--run-id", help="names the run; an unfinished run of that id is resumed (default: a new time-based id)")
+    train.add_argument("--retrain", action="store_true", help="train a completed run again from scratch")
+    train.add_argument("--fallback-synthetic", action="store_true",
+                       help="with --data keras: if CIFAR-10 cannot be downloaded, say so and train on synthetic data")
+    _run_config_flags(train)
+
+    runs = commands.add_parser("runs", help="table of the runs in a workspace")
+    runs.add_argument("--workspace", help="workspace folder")
+    runs.add_argument("--sweep", help="only the runs of this sweep")
+
+    evaluate = commands.add_parser("evaluate", help="reload a run's best.keras and score it on the test set")
+    evaluate.add_argument("run_id", metavar="RUN_ID", help="the run to evaluate")
+    evaluate.add_argument("--workspace", help="workspace folder")
+    evaluate.add_argument("--data", help="data source (default: the one the run trained on)")
+
+    commands.add_parser("report", help="the system report: GPU, TPU, CPU, RAM")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from cifarlib.errors import CifarlibError
+
+    try:
+        return COMMANDS[args.command](args) or 0
+    except (CifarlibError, ValueError, OSError) as error:
+        print(f"cifarlib {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cifarlib {args.command}: interrupted; an unfinished run resumes with the same --run-id", file=sys.stderr)
+        return 130
+
+
+def _train(args) -> int:
+    from cifarlib.config import PRESETS, RunConfig
+    from cifarlib.train import train
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+                 if getattr(args, f.name) is not None and f.name != "preset"}
+    preset = args.preset or "seed"
+    if preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    if args.fallback_synthetic and overrides.get("data", "keras") == "keras":
+        overrides["data"] = _keras_or_synthetic()
+    config = RunConfig.from_preset(preset, **overrides)
+    result = train(config, args.workspace, run_id=args.run_id, retrain=args.retrain, verbose=2)
+    summary = result.summary
+    accuracy = summary.get("test_accuracy")
+    print(f"run {result.run_id}: {summary.get('epochs_run')} epochs, best epoch {summary.get('best_epoch')}, "
+          f"test accuracy {'n/a (no test set)' if accuracy is None else f'{accuracy:.4f}'}")
+    print(f"saved in {result.run_dir}")
+    return 0
+
+
+def _keras_or_synthetic() -> str:
+    from cifarlib.data import download_official
+    from cifarlib.errors import DataError
+
+    try:
+        download_official()
+    except DataError as error:
+        print(f"CIFAR-10 is not reachable ({error}).\nTraining on SYNTHETIC data instead: the run shows that "
+              "everything works, its accuracy says nothing about CIFAR-10.", file=sys.stderr)
+        return "synthetic"
+    return "keras"
+
+
+def _runs(args) -> int:
+    from cifarlib.results import format_runs_table, runs_table
+
+    print(format_runs_table(runs_table(args.workspace or _default_workspace(), sweep=args.sweep)))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from cifarlib.train import evaluate_run
+
+    result = evaluate_run(args.run_id, args.workspace, data=args.data)
+    print(f"run {args.run_id}: test loss {result['loss']:.4f}, test accuracy {result['accuracy']:.4f} "
+          f"({result['images']} images{', flip TTA' if result['tta'] else ''})")
+    return 0
+
+
+def _report(args) -> int:
+    from cifarlib.system import print_system_report
+
+    print_system_report()
+    return 0
+
+
+def _default_workspace():
+    from cifarlib.storage import open_workspace
+
+    return open_workspace()
+
+
+COMMANDS = {"train": _train, "runs": _runs, "evaluate": _evaluate, "report": _report}
+
+if __name__ == "__main__":
+    sys.exit(main())

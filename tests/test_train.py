@@ -1,0 +1,260 @@
+"""Training runs: the run folder, evaluation, resume after SIGKILL, a workspace that goes away, the run table."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import pytest
+
+from cifarlib import storage
+from cifarlib.config import RunConfig
+from cifarlib.errors import RunConfigError, WorkspaceError
+from cifarlib.results import runs_table
+from cifarlib.train import train
+
+SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2)
+
+
+def cli(*args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CIFARLIB_STAGING": kwargs.pop("staging", os.environ.get("CIFARLIB_STAGING", ""))}
+    env = {k: v for k, v in env.items() if v}
+    return subprocess.run([sys.executable, "-m", "cifarlib", *args], capture_output=True, text=True, env=env, **kwargs)
+
+
+def layout(run_dir: Path) -> set[str]:
+    """Relative paths in a run folder, with TensorBoard event file names (time and pid) reduced to their folder."""
+    paths = set()
+    for path in run_dir.rglob("*"):
+        relative = path.relative_to(run_dir).as_posix()
+        if "events.out.tfevents" in relative:
+            relative = relative.rsplit("/", 1)[0] + "/<events>"
+        paths.add(relative)
+    return paths
+
+
+@pytest.fixture
+def staging(tmp_path, monkeypatch):
+    folder = tmp_path / "staging"
+    monkeypatch.setenv("CIFARLIB_STAGING", str(folder))
+    return folder
+
+
+def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_archive, tmp_path, staging):
+    workspace = tmp_path / "ws"
+    done = cli("train", "--data", str(small_archive), "--width", "0.25", "--batch-size", "50", "--epochs", "2",
+               "--workspace", str(workspace), "--run-id", "short", staging=str(staging))
+    assert done.returncode == 0, done.stderr
+    assert "run short: 2 epochs" in done.stdout
+    run_dir = workspace / "runs" / "short"
+    assert layout(run_dir) == {
+        "config.json", "history.csv", "best.keras", "summary.json", "tensorboard", "tensorboard/train",
+        "tensorboard/validation", "tensorboard/train/<events>", "tensorboard/validation/<events>",
+    }
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("run_id", "preset", "batch_size", "epochs_run", "best_epoch", "best_val_accuracy", "test_accuracy",
+                "test_loss", "seconds_per_epoch", "total_seconds", "params", "device", "tensorflow_version"):
+        assert key in summary, key
+    assert summary["epochs_run"] == 2 and 0.0 <= summary["test_accuracy"] <= 1.0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["batch_size"] == 50 and config["tensorflow_version"]
+
+    evaluated = cli("evaluate", "short", "--workspace", str(workspace))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"test accuracy {summary['test_accuracy']:.4f}" in evaluated.stdout
+    assert f"test loss {summary['test_loss']:.4f}" in evaluated.stdout
+
+
+def test_sigkill_after_second_epoch_then_resume(small_archive, tmp_path, staging):
+    workspace = tmp_path / "ws"
+    args = ["train", "--data", str(small_archive), "--width", "0.25", "--batch-size", "50", "--epochs", "4",
+            "--workspace", str(workspace)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CIFARLIB_STAGING": str(staging)}
+    history = workspace / "runs" / "killed" / "history.csv"
+    process = subprocess.Popen([sys.executable, "-m", "cifarlib", *args, "--run-id", "killed"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if history.exists() and len(history.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    run_dir = workspace / "runs" / "killed"
+    assert not (run_dir / "summary.json").exists()
+    assert runs_table(workspace).set_index("run_id").loc["killed", "status"] == "unfinished"
+
+    resumed = cli(*args, "--run-id", "killed", staging=str(staging))
+    assert resumed.returncode == 0, resumed.stderr
+    uninterrupted = cli(*args, "--run-id", "clean", staging=str(staging))
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+
+    killed_history = storage.RunFolder(run_dir).read_history()
+    assert killed_history["epoch"].tolist() == [1, 2, 3, 4]
+    clean_dir = workspace / "runs" / "clean"
+    assert layout(run_dir) == layout(clean_dir)
+    assert list(killed_history.columns) == list(storage.RunFolder(clean_dir).read_history().columns)
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_run"] == 4
+    assert not (run_dir / "backup").exists()
+
+
+def test_resume_restores_callback_counters_and_learning_rate(small_archive, tmp_path, staging):
+    """An interrupted plateau run resumes with the reduced learning rate and the patience counters it had."""
+    config = RunConfig(data=str(small_archive), epochs=3, reduce_lr_patience=0, reduce_lr_min_delta=10.0, **SMALL)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "ws", run_id="plateau", verbose=0, callbacks=[Interrupt()])
+    run = storage.RunFolder(tmp_path / "ws" / "runs" / "plateau")
+    states = json.loads((run.path / "backup" / "cifarlib_callbacks.json").read_text())
+    val_losses = run.read_history()["val_loss"].tolist()
+    assert len(val_losses) == 2
+    # Early stopping's memory: the best val_loss so far, and the epochs since it last improved.
+    assert states["early_stopping"]["best"] == pytest.approx(min(val_losses))
+    assert states["early_stopping"]["wait"] == (0 if val_losses[1] < val_losses[0] else 1)
+    # With min_delta=10 only the first epoch counts as an improvement for the plateau schedule (anything beats
+    # infinity), so with patience 0 the rate drops by the factor 0.3 after epoch 2 (and wait resets to 0).
+    assert states["reduce_lr"]["wait"] == 0 and states["reduce_lr"]["best"] == pytest.approx(val_losses[0])
+
+    result = train(config, tmp_path / "ws", run_id="plateau", verbose=0)
+    # Each row logs the rate the epoch trained with: epoch 3 ran at the reduced rate restored from the backup.
+    rates = result.history["learning_rate"].tolist()
+    assert rates == pytest.approx([1e-3, 1e-3, 3e-4], rel=1e-3)
+    assert result.history["epoch"].tolist() == [1, 2, 3]
+
+
+def test_completed_run_is_not_retrained_unless_asked(small_archive, tmp_path, staging):
+    config = RunConfig(data=str(small_archive), epochs=1, **SMALL)
+    first = train(config, tmp_path / "ws", run_id="once", verbose=0)
+    again = train(config, tmp_path / "ws", run_id="once", verbose=0)
+    assert again.summary["finished"] == first.summary["finished"]
+    time.sleep(1.1)
+    redone = train(config, tmp_path / "ws", run_id="once", retrain=True, verbose=0)
+    assert redone.summary["finished"] != first.summary["finished"]
+
+
+def test_resuming_with_other_settings_is_refused(small_archive, tmp_path, staging):
+    config = RunConfig(data=str(small_archive), epochs=1, **SMALL)
+    run = storage.open_workspace(tmp_path / "ws").run("mine")
+    run.path.mkdir(parents=True)
+    (run.path / "config.json").write_text(config.replace(batch_size=64).to_json())
+    with pytest.raises(RunConfigError, match="batch_size: 64 on disk vs 50 now"):
+        train(config, tmp_path / "ws", run_id="mine", verbose=0)
+
+
+@pytest.fixture
+def mounted_workspace(tmp_path):
+    """A workspace on its own tmpfs, so the test can make it truly read-only (as root: remount)."""
+    mount_point = tmp_path / "drive"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        yield mount_point, lambda: os.chmod(mount_point / "runs" / "ro", 0o555)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "cifarlib-test", str(mount_point)]).returncode:
+        pytest.skip("cannot mount a tmpfs here to make a workspace read-only as root")
+    try:
+        yield mount_point, lambda: subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)])
+
+
+def test_workspace_made_read_only_mid_run(small_archive, mounted_workspace, staging):
+    root, make_read_only = mounted_workspace
+
+    class ReadOnlyAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                make_read_only()
+
+    config = RunConfig(data=str(small_archive), epochs=4, monitor="loss", **SMALL)
+    with pytest.raises(WorkspaceError) as error:
+        train(config, root, run_id="ro", verbose=0, callbacks=[ReadOnlyAfterSecondEpoch()])
+    message = str(error.value)
+    assert "Training stopped after epoch 3" in message and "'ro'" in message and "resume" in message
+    run_dir = root / "runs" / "ro"
+    model = keras.saving.load_model(run_dir / "best.keras")
+    assert model.output.shape == (None, 10)
+    assert storage.RunFolder(run_dir).read_history()["epoch"].tolist() == [1, 2]
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_atomic_copy_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
+    destination = tmp_path / "best.keras"
+    destination.write_bytes(b"old model")
+    source = tmp_path / "new.keras"
+    source.write_bytes(b"new model" * 1000)
+
+    def torn_copy(src, dst):
+        Path(dst).write_bytes(b"new mo")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage.shutil, "copyfile", torn_copy)
+    with pytest.raises(WorkspaceError, match="No space left on device"):
+        storage.atomic_copy(source, destination)
+    assert destination.read_bytes() == b"old model"
+    assert {p.name for p in tmp_path.iterdir()} == {"best.keras", "new.keras"}  # no temporary left behind
+
+
+def test_runs_lists_finished_and_unfinished(small_archive, tmp_path, staging):
+    config = RunConfig(data=str(small_archive), epochs=1, **SMALL)
+    train(config, tmp_path / "ws", run_id="20260101-000000-done", verbose=0)
+    unfinished = tmp_path / "ws" / "runs" / "20260102-000000-open"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text(config.to_json())
+    (unfinished / "history.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,2.0,0.2,2.1,0.25,3.0\n")
+    done = cli("runs", "--workspace", str(tmp_path / "ws"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:2] == ["run_id", "status"]
+    assert lines[1].split()[:2] == ["20260101-000000-done", "completed"]
+    assert lines[2].split()[:2] == ["20260102-000000-open", "unfinished"] and "25.00%" in lines[2]
+
+
+def test_workspace_locations(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARLIB_HOME", str(tmp_path / "home"))
+    assert storage.open_workspace().root == (tmp_path / "home").resolve()
+    assert storage.open_workspace(tmp_path / "given").root == (tmp_path / "given").resolve()
+    assert (tmp_path / "given" / "runs").is_dir()
+
+
+def test_colab_mounts_drive(tmp_path, monkeypatch):
+    import importlib.machinery
+    import types
+
+    mounted = []
+    drive = types.SimpleNamespace(mount=lambda path: (mounted.append(path), Path(path, "MyDrive").mkdir(parents=True)))
+    colab = types.ModuleType("google.colab")
+    colab.__spec__ = importlib.machinery.ModuleSpec("google.colab", None)
+    colab.drive = drive
+    google = types.ModuleType("google")
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(storage, "COLAB_MOUNT_POINT", str(tmp_path / "content" / "drive"))
+    workspace = storage.open_workspace(drive_folder="experiments")
+    assert mounted == [str(tmp_path / "content" / "drive")]
+    assert workspace.on_drive and workspace.root == (tmp_path / "content" / "drive" / "MyDrive" / "experiments").resolve()
+
+
+@pytest.mark.parametrize("run_id", ["2019-05-01 12:30:00", "a/b", "../up", "", ".hidden"])
+def test_unsafe_run_ids_are_refused(run_id, tmp_path):
+    with pytest.raises(ValueError, match="run id must be"):
+        storage.open_workspace(tmp_path).run(run_id)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    done = cli("train", "--data", str(tmp_path / "missing.tar.gz"), "--epochs", "1", "--workspace", str(tmp_path / "ws"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("cifarlib train: error: ")
+    assert "missing.tar.gz: no such file" in done.stderr
+    usage = cli("train", "--batch-size", "many")
+    assert usage.returncode == 2 and "--batch-size" in usage.stderr
