@@ -37,6 +37,20 @@ train: install
 	$(BIN)/python -m cifarlib train --preset $(PRESET) --data $(DATA) --fallback-synthetic \
 		--epochs $(EPOCHS) --train-size $(TRAIN_SIZE) --batch-size $(BATCH_SIZE) --workspace $(WORKSPACE)
 
+sweep: install
+	$(BIN)/python -m cifarlib sweep --batch-sizes $(BATCH_SIZES) --epochs $(EPOCHS) --data $(DATA) \
+		--train-size $(TRAIN_SIZE) --workspace $(WORKSPACE)
+
+# `make bench-accuracy`: the real training images beside the repository (skips cleanly where absent).
+ACCURACY_DATA ?= ../shared/data/cifar10-jpeg-train.tar.gz
+ACCURACY_EPOCHS ?= 10
+ACCURACY_SEEDS ?= 0
+ACCURACY_WIDTH ?= 1.0
+
+bench-accuracy: install
+	$(BIN)/python -m cifarlib bench-accuracy --data $(ACCURACY_DATA) --epochs $(ACCURACY_EPOCHS) \
+		--seeds $(ACCURACY_SEEDS) --width $(ACCURACY_WIDTH) --workspace $(WORKSPACE)
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

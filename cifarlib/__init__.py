@@ -7,6 +7,8 @@ storage, train, results, sweep).
 from cifarlib.data import CLASS_NAMES, load_cifar10, write_cifar10_archive
 from cifarlib.memory import estimate_memory
 from cifarlib.model import build_inception
+from cifarlib.notebook_params import notebook_parameters
+from cifarlib.storage import open_workspace
 from cifarlib.system import format_system_report, print_system_report, system_report
 
 __version__ = "0.1.0"
@@ -17,6 +19,8 @@ __all__ = [
     "estimate_memory",
     "format_system_report",
     "load_cifar10",
+    "notebook_parameters",
+    "open_workspace",
     "print_system_report",
     "system_report",
     "write_cifar10_archive",

@@ -74,6 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="data source (default: the one the run trained on)")
 
     commands.add_parser("report", help="the system report: GPU, TPU, CPU, RAM")
+
+    sweep = commands.add_parser("sweep", help="run 03_train once per batch size with papermill")
+    sweep.add_argument("--batch-sizes", default="64,128,256,512", help="comma-separated (default: 64,128,256,512)")
+    sweep.add_argument("--epochs", type=int, required=True, help="epochs of every run")
+    sweep.add_argument("--data", default="keras", help="data source of every run (default: keras)")
+    sweep.add_argument("--preset", default="seed", help="preset of every run (default: seed)")
+    sweep.add_argument("--train-size", type=int, help="first N training images of every run")
+    sweep.add_argument("--width", type=float, default=1.0, help="network width of every run (default: 1.0)")
+    sweep.add_argument("--name", default="batch-size", help="sweep name; run ids are NAME-bBATCH (default: batch-size)")
+    sweep.add_argument("--workspace", help="workspace folder")
+    sweep.add_argument("--notebook", help="training notebook to execute (default: notebooks/03_train.ipynb)")
+
+    accuracy = commands.add_parser(
+        "bench-accuracy", help="reference recipe vs tuned recipe on the real training images, same epoch budget")
+    accuracy.add_argument("--data", help="the real training images (default: ../shared/data/cifar10-jpeg-train.tar.gz)")
+    accuracy.add_argument("--epochs", type=int, default=10, help="epoch budget of every run (default: 10)")
+    accuracy.add_argument("--recipes", default="seed,tuned", help="comma-separated presets (default: seed,tuned)")
+    accuracy.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    accuracy.add_argument("--width", type=float, default=1.0, help="network width (default: 1.0, the reference's)")
+    accuracy.add_argument("--train-size", type=int, help="use only the first N images (quick checks)")
+    accuracy.add_argument("--workspace", default="workspace", help="where the runs go (default: ./workspace)")
     return parser
 
 
@@ -150,13 +171,45 @@ def _report(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from cifarlib.sweep import TRAIN_NOTEBOOK, run_sweep
+
+    try:
+        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError as error:
+        raise ValueError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from error
+    table = run_sweep(
+        batch_sizes, name=args.name, workspace=args.workspace, notebook=args.notebook or TRAIN_NOTEBOOK,
+        epochs=args.epochs, data=args.data, preset=args.preset, train_size=args.train_size, width=args.width,
+    )
+    return 1 if (table["status"] == "failed").any() else 0
+
+
+def _bench_accuracy(args) -> int:
+    from cifarlib.bench_accuracy import DEFAULT_DATA, accuracy_benchmark, format_accuracy_table
+
+    data = args.data or DEFAULT_DATA
+    try:
+        table = accuracy_benchmark(
+            data, epochs=args.epochs, recipes=tuple(args.recipes.split(",")),
+            seeds=tuple(int(s) for s in args.seeds.split(",")), workspace=args.workspace,
+            width=args.width, train_size=args.train_size,
+        )
+    except FileNotFoundError as error:
+        print(f"bench-accuracy skipped: {error}")
+        return 0
+    print(format_accuracy_table(table))
+    return 0
+
+
 def _default_workspace():
     from cifarlib.storage import open_workspace
 
     return open_workspace()
 
 
-COMMANDS = {"train": _train, "runs": _runs, "evaluate": _evaluate, "report": _report}
+COMMANDS = {"train": _train, "runs": _runs, "evaluate": _evaluate, "report": _report,
+            "sweep": _sweep, "bench-accuracy": _bench_accuracy}
 
 if __name__ == "__main__":
     sys.exit(main())

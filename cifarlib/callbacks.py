@@ -33,14 +33,21 @@ STATE_ATTRIBUTES = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_cou
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds ``seconds`` (wall time of the epoch, validation included) to each epoch's logs."""
+    """Adds ``seconds`` (wall time of the epoch, validation included) and ``learning_rate`` to each epoch's logs.
+
+    Keras logs the learning rate itself only when it is a plain number; under a schedule this callback logs
+    the schedule's rate at the end of the epoch.
+    """
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["seconds"] = time.perf_counter() - self._started
+        if logs is None:
+            return
+        logs["seconds"] = time.perf_counter() - self._started
+        if "learning_rate" not in logs:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 class RunPublisher(keras.callbacks.Callback):

@@ -127,7 +127,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 5e-4,
         "label_smoothing": 0.1,
         "schedule": "cosine",
-        "warmup_epochs": 2.0,
+        "warmup_epochs": 1.0,
         "monitor": "val_accuracy",
         "early_stopping_patience": None,
         "tta": True,

@@ -524,4 +524,7 @@ def _read_split(folder: Path) -> Split:
                 raise DataError(f"{file}: image of shape {array.shape}, expected {IMAGE_SHAPE}")
             images.append(array)
             labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    # Files are read class by class; a fixed permutation mixes the classes as in the official batches, so
+    # that "the first N images" (train_size) is a fair sample rather than the first classes only.
+    order = np.random.default_rng(0).permutation(len(images))
+    return np.stack(images)[order], np.asarray(labels, dtype=np.int64)[order]

@@ -26,7 +26,7 @@ from cifarlib.config import RunConfig, monitor_mode
 from cifarlib.data import load_cifar10, split_validation, to_grayscale
 from cifarlib.device import DevicePlan, make_strategy, plan_device
 from cifarlib.errors import RunConfigError, WorkspaceError
-from cifarlib.evaluation import evaluate_model
+from cifarlib.evaluation import evaluate_model, predict_probabilities, score
 from cifarlib.memory import estimate_memory
 from cifarlib.model import build_inception
 from cifarlib.pipeline import make_inputs
@@ -145,15 +145,18 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
     return RunResult.load(run)
 
 
-def evaluate_run(
+def run_predictions(
     run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None
-) -> dict:
-    """Reload a run's ``best.keras`` and score it on the test set, as ``train`` did at the end of the run.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A run's test images, labels, and the class probabilities its ``best.keras`` gives them.
 
-    Returns ``{"accuracy", "loss", "images", "tta"}``. ``data`` overrides the source in the run's config.
+    The test set is loaded as the run loaded it (same source unless ``data`` overrides it, same grayscale
+    setting), and predictions use the run's test-time augmentation setting.
     """
     if not isinstance(workspace, storage.Workspace):
         workspace = storage.open_workspace(workspace)
+    if run_id is None:
+        raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
     run = workspace.run(run_id)
     stored = run.read_json(storage.CONFIG_FILE)
     if stored is None:
@@ -168,8 +171,22 @@ def evaluate_run(
     if len(x_test) == 0:
         raise RunConfigError(f"data source {config.data!r} has no test images")
     model = keras.saving.load_model(best)
-    scores = evaluate_model(model, x_test, y_test, batch_size=config.batch_size, tta=config.tta)
-    return {**scores, "images": len(x_test), "tta": config.tta}
+    probabilities = predict_probabilities(model, x_test, batch_size=config.batch_size, tta=config.tta)
+    return x_test, y_test, probabilities
+
+
+def evaluate_run(
+    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None
+) -> dict:
+    """Reload a run's ``best.keras`` and score it on the test set, as ``train`` did at the end of the run.
+
+    Returns ``{"accuracy", "loss", "images", "tta"}``. ``data`` overrides the source in the run's config.
+    """
+    if not isinstance(workspace, storage.Workspace):
+        workspace = storage.open_workspace(workspace)
+    images, labels, probabilities = run_predictions(run_id, workspace, data=data)
+    tta = bool(workspace.run(run_id).read_json(storage.CONFIG_FILE).get("tta"))
+    return {**score(probabilities, labels), "images": len(images), "tta": tta}
 
 
 # -------------------------------------------------------------------------------------------------- steps

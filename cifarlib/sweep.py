@@ -1,0 +1,131 @@
+"""Parameter sweeps (batch sizes first): ``03_train`` executed once per value with papermill.
+
+Each run's executed notebook is saved in its run folder (``runs/<run_id>/03_train.ipynb``), so what happened,
+errors included, can be read later. The sweep's manifest ``sweeps/<name>/sweep.json`` lists its runs and how
+each ended. A run that already completed is skipped, an unfinished one resumes (same run id, same
+parameters), and a failed run is recorded with its error and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+from cifarlib import storage
+from cifarlib.results import format_runs_table, runs_table
+
+log = logging.getLogger(__name__)
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+TRAIN_NOTEBOOK = NOTEBOOKS_DIR / "03_train.ipynb"
+EXECUTED_NOTEBOOK = "03_train.ipynb"
+MANIFEST = "sweep.json"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def run_sweep(
+    batch_sizes=(64, 128, 256, 512),
+    *,
+    name: str = "batch-size",
+    workspace: storage.Workspace | str | Path | None = None,
+    notebook: str | Path = TRAIN_NOTEBOOK,
+    progress: bool = True,
+    kernel_name: str | None = None,
+    **parameters,
+):
+    """Run ``03_train`` for every batch size; returns the sweep's results table (a DataFrame).
+
+    Args:
+        batch_sizes: the values to sweep.
+        name: the sweep's name; its run ids are ``<name>-b<batch_size>``.
+        workspace: where runs go (a Workspace, a folder, or None for the default).
+        notebook: the training notebook to execute.
+        progress: print a line per run and papermill's cell progress bar.
+        kernel_name: Jupyter kernel (default: the notebook's).
+        **parameters: other ``03_train`` parameters, the same for every run (epochs, data, preset, ...).
+    """
+    import papermill
+
+    if not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"sweep name must be letters, digits, '_' or '-', got {name!r}")
+    batch_sizes = [_positive_int(b) for b in batch_sizes]
+    if not batch_sizes:
+        raise ValueError("batch_sizes must list at least one batch size")
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"{notebook}: the training notebook to execute is missing")
+    if not isinstance(workspace, storage.Workspace):
+        workspace = storage.open_workspace(workspace)
+    manifest_path = workspace.sweeps_dir / name / MANIFEST
+    manifest = _read_manifest(manifest_path, name, parameters)
+
+    for position, batch_size in enumerate(batch_sizes, start=1):
+        run_id = f"{name}-b{batch_size}"
+        run = workspace.run(run_id)
+        prefix = f"[{position}/{len(batch_sizes)}] batch {batch_size} ({run_id})"
+        if run.completed:
+            _say(progress, f"{prefix}: already completed, skipped")
+            manifest["runs"][run_id] = {"batch_size": batch_size, "status": "completed"}
+            continue
+        _say(progress, f"{prefix}: {'resuming' if run.path.exists() else 'training'} ...")
+        run.path.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(run.file(EXECUTED_NOTEBOOK)),
+                parameters={**parameters, "batch_size": batch_size, "run_id": run_id,
+                            "workspace": str(workspace.root)},
+                kernel_name=kernel_name,
+                progress_bar=progress,
+                cwd=str(notebook.parent),
+            )
+        except papermill.PapermillExecutionError as error:
+            message = f"{error.ename}: {error.evalue}"
+            manifest["runs"][run_id] = {"batch_size": batch_size, "status": "failed", "error": message}
+            _say(progress, f"{prefix}: FAILED ({message}); its executed notebook is {run.file(EXECUTED_NOTEBOOK)}")
+        else:
+            manifest["runs"][run_id] = {"batch_size": batch_size, "status": "completed"}
+            _say(progress, f"{prefix}: done in {time.perf_counter() - started:.0f} s")
+        storage.atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+
+    storage.atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+    table = runs_table(workspace, sweep=name)
+    _say(progress, format_runs_table(table))
+    return table
+
+
+def sweep_outcomes(workspace: storage.Workspace, name: str) -> dict[str, dict]:
+    """A sweep's runs and how each ended (``{"run_id": {"batch_size", "status"[, "error"]}}``)."""
+    path = workspace.sweeps_dir / name / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no sweep named {name!r} in {workspace.root}")
+    return json.loads(path.read_text())["runs"]
+
+
+def _read_manifest(path: Path, name: str, parameters: dict) -> dict:
+    if path.is_file():
+        manifest = json.loads(path.read_text())
+        if manifest.get("parameters") != parameters:
+            raise ValueError(
+                f"sweep {name!r} exists with other parameters {manifest.get('parameters')} (now {parameters}); "
+                "use the same parameters to resume it, or another --name"
+            )
+        return manifest
+    return {"name": name, "parameters": parameters, "runs": {}}
+
+
+def _positive_int(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"batch sizes must be positive integers, got {value!r}")
+    return value
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, flush=True)
+    else:
+        log.info("%s", message)

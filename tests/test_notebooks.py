@@ -1,0 +1,148 @@
+"""The notebook suite: its committed form, a papermill run of all five in order, a sweep, TensorBoard logs."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cifarlib.config import RunConfig
+from cifarlib.sweep import run_sweep
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+NAMES = ["00_gpu_check", "01_drive", "02_explore_data", "03_train", "04_results"]
+# Google OAuth codes and tokens (the reference notebook pasted a "4/..." code into a cell), API keys,
+# private keys and GitHub tokens.
+CREDENTIAL = re.compile(
+    r"(4/[0-9A-Za-z_-]{20,}|ya29\.[0-9A-Za-z_-]+|AIza[0-9A-Za-z_-]{30,}|client_secret|"
+    r"-----BEGIN [A-Z ]*PRIVATE KEY|gh[pousr]_[0-9A-Za-z]{30,}|1//[0-9A-Za-z_-]{30,})"
+)
+CHECK_MARK = "# NBVAL_IGNORE_OUTPUT"
+
+
+def test_the_five_notebooks_exist():
+    assert [path.stem for path in NOTEBOOKS] == NAMES
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_is_clean(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    cells = notebook.cells
+    parameter_cells = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameter_cells) == 1, "exactly one cell tagged 'parameters'"
+    for cell in cells:
+        text = cell.source + json.dumps(cell.get("outputs", []))
+        assert not CREDENTIAL.search(text), f"{path.name}: a cell holds something that looks like a credential"
+        if cell.cell_type != "code":
+            continue
+        checked = bool(cell.outputs)
+        if checked:
+            # Only cells whose output nbval checks keep outputs (and the execution count nbval needs).
+            assert CHECK_MARK not in cell.source
+            assert all(o.output_type == "stream" and o.name == "stdout" for o in cell.outputs)
+        else:
+            assert cell.execution_count is None, f"{path.name}: execution count on an unchecked cell"
+        # Thin notebooks: logic lives in cifarlib, not here.
+        assert not re.search(r"^\s*(def|class|for|while) ", cell.source, re.MULTILINE) or "Setup:" in cell.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_skeleton(path):
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
+    assert f"colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{path.name}" in cells[0].source
+    code = [c for c in cells if c.cell_type == "code"]
+    assert "find_spec(\"cifarlib\") is None" in code[0].source and "--no-deps" in code[0].source
+    assert code[1].source.startswith("import cifarlib")
+    assert "parameters" in code[2].metadata.get("tags", [])
+    # A markdown cell explains each step.
+    for before, cell in zip(cells, cells[1:]):
+        if cell.cell_type == "code":
+            assert before.cell_type == "markdown", f"{path.name}: code cell without an explanation before it"
+
+
+def test_checked_outputs_cover_the_reference_facts():
+    outputs = {
+        path.stem: "".join(o.text for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+        for path in NOTEBOOKS
+    }
+    assert "seed network: 1,420,834 parameters" in outputs["03_train"]
+    assert "reference memory formula at batch 128: 1.47 GiB" in outputs["03_train"]
+    assert "images: (N, 32, 32, 3) uint8" in outputs["02_explore_data"]
+
+
+def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, monkeypatch):
+    import papermill
+
+    monkeypatch.delenv("CIFARLIB_NOTEBOOK_PARAMS", raising=False)
+    workspace = tmp_path / "ws"
+    common = {"workspace": str(workspace)}
+    specific = {
+        "02_explore_data": {"data": str(small_archive)},
+        "03_train": {"data": str(small_archive), "epochs": 2, "width": 0.25, "batch_size": 100, "run_id": "papermill"},
+    }
+    for path in NOTEBOOKS:
+        parameters = {**(common if path.stem != "00_gpu_check" else {}), **specific.get(path.stem, {})}
+        papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters=parameters,
+                                   progress_bar=False, cwd=str(path.parent))
+    run_dir = workspace / "runs" / "papermill"
+    assert (run_dir / "summary.json").is_file()
+    assert (workspace / "plots" / "curves.png").stat().st_size > 1000
+    assert (workspace / "plots" / "batch_size.png").stat().st_size > 1000
+    assert (run_dir / "plots" / "confusion_matrix.png").stat().st_size > 1000
+    assert (run_dir / "plots" / "misclassified.png").stat().st_size > 1000
+    executed = nbformat.read(tmp_path / "04_results.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert re.search(r"papermill\s+completed\s+seed\s+100\s+2", printed), printed[:2000]
+
+
+def test_sweep_over_two_batch_sizes(tmp_path, small_archive, capsys, monkeypatch):
+    monkeypatch.delenv("CIFARLIB_NOTEBOOK_PARAMS", raising=False)
+    workspace = tmp_path / "ws"
+    parameters = dict(epochs=1, data=str(small_archive), width=0.25)
+    table = run_sweep([50, 100], name="ci", workspace=workspace, progress=True, **parameters)
+    assert sorted(table["batch_size"]) == [50, 100]
+    assert list(table["status"]) == ["completed", "completed"]
+    assert (workspace / "runs" / "ci-b50" / "03_train.ipynb").is_file()
+    assert "[2/2] batch 100 (ci-b100): done" in capsys.readouterr().out
+
+    # A second call skips both; a broken run (here: its folder holds a run with other settings) is recorded
+    # with its error, and the run after it still trains.
+    broken = workspace / "runs" / "ci-b70"
+    broken.mkdir()
+    (broken / "config.json").write_text(RunConfig(data="synthetic", batch_size=70, epochs=9).to_json())
+    again = run_sweep([50, 100, 70, 25], name="ci", workspace=workspace, progress=True, **parameters)
+    out = capsys.readouterr().out
+    assert "[1/4] batch 50 (ci-b50): already completed, skipped" in out
+    assert "[3/4] batch 70 (ci-b70): FAILED (RunConfigError: run 'ci-b70' exists with other settings" in out
+    assert "[4/4] batch 25 (ci-b25): done" in out
+    status = dict(zip(again["run_id"], again["status"]))
+    assert status == {"ci-b50": "completed", "ci-b100": "completed", "ci-b70": "failed", "ci-b25": "completed"}
+    executed = nbformat.read(broken / "03_train.ipynb", as_version=4)
+    assert any(o.get("ename") == "RunConfigError" for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    # The command line shows the same sweep.
+    listed = subprocess.run([sys.executable, "-m", "cifarlib", "runs", "--workspace", str(workspace), "--sweep", "ci"],
+                            capture_output=True, text=True)
+    assert listed.returncode == 0 and "ci-b70" in listed.stdout and "failed" in listed.stdout
+
+
+def test_tensorboard_logs_open_in_tensorboard(tmp_path, small_archive, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cifarlib.train import train
+
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+    train(RunConfig(data=str(small_archive), epochs=3, width=0.25, batch_size=50), tmp_path / "ws", run_id="tb", verbose=0)
+    logs = tmp_path / "ws" / "runs" / "tb" / "tensorboard"
+    for split, prefix in (("train", ""), ("validation", "val_")):
+        events = EventAccumulator(str(logs / split), size_guidance={"tensors": 0, "scalars": 0})
+        events.Reload()
+        tags = events.Tags()
+        for metric in ("loss", "accuracy"):
+            tag = f"epoch_{metric}"
+            values = events.Tensors(tag) if tag in tags["tensors"] else events.Scalars(tag)
+            assert [v.step for v in values] == [0, 1, 2], f"{prefix}{metric}"
