@@ -41,6 +41,12 @@ sweep: install
 	$(BIN)/python -m cifarlib sweep --batch-sizes $(BATCH_SIZES) --epochs $(EPOCHS) --data $(DATA) \
 		--train-size $(TRAIN_SIZE) --workspace $(WORKSPACE)
 
+# `make bench`: training throughput, the reference notebook's way against cifarlib's (KERAS_BACKEND picks the backend).
+BENCH_STEPS ?= 20
+
+bench: install
+	$(BIN)/python -m cifarlib bench --batch-size 256 --steps $(BENCH_STEPS)
+
 # `make bench-accuracy`: the real training images beside the repository (skips cleanly where absent).
 ACCURACY_DATA ?= ../shared/data/cifar10-jpeg-train.tar.gz
 ACCURACY_EPOCHS ?= 10

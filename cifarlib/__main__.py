@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workspace", help="workspace folder")
     sweep.add_argument("--notebook", help="training notebook to execute (default: notebooks/03_train.ipynb)")
 
+    bench = commands.add_parser("bench", help="training throughput: the reference notebook's way vs cifarlib's")
+    bench.add_argument("--batch-size", type=int, default=256, help="batch size of both ways (default: 256)")
+    bench.add_argument("--steps", type=int, default=20, help="timed training steps per way (default: 20)")
+    bench.add_argument("--warmup", type=int, default=3, help="untimed steps first, for tracing and compilation (default: 3)")
+    bench.add_argument("--memory-batches", default="64,128,256,512",
+                       help="batch sizes of the GPU memory table (default: 64,128,256,512)")
+
     accuracy = commands.add_parser(
         "bench-accuracy", help="reference recipe vs tuned recipe on the real training images, same epoch budget")
     accuracy.add_argument("--data", help="the real training images (default: ../shared/data/cifar10-jpeg-train.tar.gz)")
@@ -185,6 +192,17 @@ def _sweep(args) -> int:
     return 1 if (table["status"] == "failed").any() else 0
 
 
+def _bench(args) -> int:
+    from cifarlib.bench import run_benchmark
+
+    for name in ("batch_size", "steps", "warmup"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    print(run_benchmark(batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+                        memory_batches=[int(b) for b in args.memory_batches.split(",")]))
+    return 0
+
+
 def _bench_accuracy(args) -> int:
     from cifarlib.bench_accuracy import DEFAULT_DATA, accuracy_benchmark, format_accuracy_table
 
@@ -209,7 +227,7 @@ def _default_workspace():
 
 
 COMMANDS = {"train": _train, "runs": _runs, "evaluate": _evaluate, "report": _report,
-            "sweep": _sweep, "bench-accuracy": _bench_accuracy}
+            "sweep": _sweep, "bench": _bench, "bench-accuracy": _bench_accuracy}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -111,7 +111,7 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = _build_model(config, x_train)
         _compile(model, config, plan, steps_per_epoch)
-    _warn_if_too_big(model, config, plan)
+    warn_if_too_big(model, config, plan)
 
     staging = _prepare_staging(workspace, run)
     stock, stateful = _stock_callbacks(config, staging, plan)
@@ -267,23 +267,27 @@ def _compile(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_
     optimizer.build(model.trainable_variables)
 
 
-def _warn_if_too_big(model: keras.Model, config: RunConfig, plan: DevicePlan) -> None:
-    """Warn before training when the memory estimate exceeds the GPU's free memory."""
+def warn_if_too_big(model: keras.Model, config: RunConfig, plan: DevicePlan, gpus: list[dict] | None = None) -> str | None:
+    """Log (and return) a warning when the training memory estimate exceeds the GPU's free memory."""
     if plan.device.kind != "gpu":
-        return
-    from cifarlib.system import gpu_info
+        return None
+    if gpus is None:
+        from cifarlib.system import gpu_info
 
-    gpus = gpu_info()
+        gpus = gpu_info()
     if not gpus:
-        return
+        return None
     needed = estimate_memory(
         model, config.batch_size, method="training", optimizer="adam" if config.optimizer == "adam" else "sgd_momentum",
         precision=plan.precision,
     )
     free = gpus[0]["memory_free_mib"] / 1024
-    if needed > free:
-        log.warning("Estimated training memory %.2f GiB exceeds the GPU's free %.2f GiB at batch %d: "
-                    "expect an out-of-memory error; lower the batch size.", needed, free, config.batch_size)
+    if needed <= free:
+        return None
+    message = (f"estimated training memory {needed:.2f} GiB exceeds the GPU's free {free:.2f} GiB at batch "
+               f"{config.batch_size}: expect an out-of-memory error; lower the batch size")
+    log.warning("%s", message)
+    return message
 
 
 def _prepare_staging(workspace: storage.Workspace, run: storage.RunFolder) -> Path:
