@@ -10,9 +10,6 @@ import pytest  # noqa: E402
 
 from cifarlib import data  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg-train.tar.gz"
-
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, monkeypatch):

@@ -1,0 +1,132 @@
+"""Issue 6: the pieces of the tuned recipe on synthetic data, and the accuracy benchmark's plumbing."""
+
+import math
+import subprocess
+import sys
+import tarfile
+
+import keras
+import numpy as np
+import pytest
+
+from cifarlib.augment import RandomCropFlip
+from cifarlib.bench_accuracy import accuracy_benchmark, format_accuracy_table
+from cifarlib.config import PRESETS, RunConfig
+from cifarlib.data import write_image_folder
+from cifarlib.errors import RunConfigError
+from cifarlib.evaluation import evaluate_model, predict_probabilities, score
+from cifarlib.schedules import WarmupCosine
+
+
+def test_augmentation_keeps_shapes_and_label_alignment():
+    # Each image is one flat colour that encodes its label; reflect padding keeps it flat, so after the crop
+    # and flip every image must still carry its own label's colour.
+    labels = np.arange(16) % 10
+    images = np.repeat((labels * 20.0)[:, None, None, None], 32 * 32 * 3, axis=1).reshape(16, 32, 32, 3)
+    augmented = np.asarray(RandomCropFlip(4, seed=3)(images.astype("float32"), training=True))
+    assert augmented.shape == images.shape
+    np.testing.assert_array_equal(augmented[:, 0, 0, 0], labels * 20.0)
+    assert (augmented == images).all()
+
+
+def test_each_output_is_a_window_of_the_padded_image_maybe_mirrored():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, size=(12, 32, 32, 3)).astype("float32")
+    augmented = np.asarray(RandomCropFlip(4, seed=1)(images, training=True))
+    padded = np.pad(images, [(0, 0), (4, 4), (4, 4), (0, 0)], mode="reflect")
+    moved = 0
+    for index in range(len(images)):
+        windows = [
+            (dy, dx, flip)
+            for dy in range(9) for dx in range(9) for flip in (False, True)
+            if np.array_equal(augmented[index], (lambda w: w[:, ::-1] if flip else w)(padded[index, dy:dy + 32, dx:dx + 32]))
+        ]
+        assert windows, f"image {index} is not a crop of its own padded image"
+        moved += (4, 4, False) not in windows
+    assert moved >= 6  # the crops and flips really vary across the batch
+    # At inference the layer changes nothing.
+    np.testing.assert_array_equal(np.asarray(RandomCropFlip(4)(images, training=False)), images)
+
+
+def test_warmup_cosine_follows_its_formula():
+    schedule = WarmupCosine(peak=0.1, total_steps=100, warmup_steps=10)
+    for step in (0, 4, 9, 10, 35, 60, 99, 100, 150):
+        if step < 10:
+            expected = 0.1 * (step + 1) / 10
+        else:
+            expected = 0.5 * 0.1 * (1 + math.cos(math.pi * min(step - 10, 90) / 90))
+        assert float(schedule(step)) == pytest.approx(expected, abs=1e-7), step
+    restored = WarmupCosine.from_config(schedule.get_config())
+    assert float(restored(42)) == pytest.approx(float(schedule(42)))
+    with pytest.raises(ValueError, match="warmup_steps < total_steps"):
+        WarmupCosine(0.1, total_steps=10, warmup_steps=10)
+
+
+def test_tta_averages_the_prediction_of_the_image_and_its_mirror():
+    # A model whose output depends on where the bright pixel is, so the mirror predicts something else.
+    inputs = keras.Input((32, 32, 3))
+    flat = keras.layers.Flatten()(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax", kernel_initializer="random_normal")(flat)
+    model = keras.Model(inputs, outputs)
+    images = np.zeros((4, 32, 32, 3), np.float32)
+    images[:, 5, 2, :] = 1.0
+    plain = model.predict(images, verbose=0)
+    mirrored = model.predict(images[:, :, ::-1, :], verbose=0)
+    assert not np.allclose(plain, mirrored)
+    np.testing.assert_allclose(predict_probabilities(model, images, tta=True), 0.5 * (plain + mirrored), rtol=1e-5)
+    np.testing.assert_allclose(predict_probabilities(model, images, tta=False), plain, rtol=1e-6)
+
+
+def test_score_is_categorical_accuracy_and_cross_entropy():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
+    result = score(probabilities, np.array([0, 1, 0]))
+    assert result["accuracy"] == pytest.approx(2 / 3)
+    assert result["loss"] == pytest.approx(-(math.log(0.7) + math.log(0.3) + math.log(0.5)) / 3)
+    assert evaluate_model(None, np.zeros((0, 32, 32, 3)), np.zeros(0)) == {"accuracy": None, "loss": None}
+
+
+def test_presets_and_validation():
+    seed = RunConfig.from_preset("seed")
+    assert (seed.optimizer, seed.learning_rate, seed.batch_size, seed.epochs, seed.schedule) == ("adam", 1e-3, 256, 100, "plateau")
+    assert (seed.early_stopping_patience, seed.reduce_lr_factor, seed.reduce_lr_patience) == (10, 0.3, 4)
+    tuned = RunConfig.from_preset("tuned", epochs=10)
+    assert tuned.epochs == 10 and tuned.optimizer == "sgd" and tuned.label_smoothing == 0.1 and tuned.tta
+    assert set(PRESETS) == {"seed", "tuned"}
+    with pytest.raises(RunConfigError, match="unknown preset"):
+        RunConfig.from_preset("resnet")
+    with pytest.raises(RunConfigError, match="unknown run config fields"):
+        RunConfig.from_preset("seed", colour=True)
+    with pytest.raises(RunConfigError) as error:
+        RunConfig(batch_size=0, width=-1, optimizer="rmsprop")
+    for part in ("batch_size must be a positive integer", "width must be a positive", "optimizer must be one of"):
+        assert part in str(error.value)
+    assert RunConfig.from_dict({**seed.to_dict(), "tensorflow_version": "2.21"}) == seed
+
+
+def test_every_setting_is_a_documented_flag():
+    import dataclasses
+
+    done = subprocess.run([sys.executable, "-m", "cifarlib", "train", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    for field in dataclasses.fields(RunConfig):
+        assert "--" + field.name.replace("_", "-") in done.stdout
+        assert field.metadata["help"].split(" ")[0] in done.stdout
+
+
+def test_accuracy_benchmark_skips_without_data(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cifarlib", "bench-accuracy", "--data", str(tmp_path / "absent.tar.gz")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "bench-accuracy skipped" in done.stdout and "absent.tar.gz" in done.stdout
+
+
+def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+    folder = write_image_folder(tmp_path / "images", images_per_class=10, suffix=".jpg")
+    archive = tmp_path / "images.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder / "train", arcname="cifar10-jpeg/train")
+    table = accuracy_benchmark(archive, epochs=2, width=0.25, workspace=tmp_path / "ws", batch_size=30)
+    assert list(table.index) == [1, 2]
+    assert {"seed s0", "tuned s0"} <= set(table.columns)
+    text = format_accuracy_table(table)
+    assert "seed: " in text and "tuned: " in text and "after 2 epochs" in text
