@@ -1,7 +1,7 @@
 """The command line, ``python -m cifarlib``: the same functions the notebooks call.
 
-Subcommands: ``train``, ``runs``, ``evaluate``, ``report`` (and ``sweep``, ``bench``, ``bench-accuracy``,
-``plots``). Every ``RunConfig`` field is a ``train`` flag, with its help text from ``RunConfig``. Errors print
+Subcommands: ``train``, ``runs``, ``evaluate``, ``report``, ``plots``, ``sweep``, ``bench`` and
+``bench-accuracy``. Every ``RunConfig`` field is a ``train`` flag, with its help text from ``RunConfig``. Errors print
 one line to stderr and exit with status 1 (2 for wrong usage).
 """
 
@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="data source (default: the one the run trained on)")
 
     commands.add_parser("report", help="the system report: GPU, TPU, CPU, RAM")
+
+    plots = commands.add_parser("plots", help="write 04_results' plots as PNG files")
+    plots.add_argument("--workspace", help="workspace folder")
+    plots.add_argument("--sweep", help="compare only this sweep's runs (plots go to its folder)")
+    plots.add_argument("--run-id", help="run for the confusion matrix and gallery (default: newest completed)")
+    plots.add_argument("--data", help="data source for that run's test images (default: the run's own)")
 
     sweep = commands.add_parser("sweep", help="run 03_train once per batch size with papermill")
     sweep.add_argument("--batch-sizes", default="64,128,256,512", help="comma-separated (default: 64,128,256,512)")
@@ -171,6 +177,14 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _plots(args) -> int:
+    from cifarlib.results import write_plots
+
+    for path in write_plots(args.workspace or _default_workspace(), sweep=args.sweep, run_id=args.run_id, data=args.data):
+        print(path)
+    return 0
+
+
 def _report(args) -> int:
     from cifarlib.system import print_system_report
 
@@ -226,7 +240,7 @@ def _default_workspace():
     return open_workspace()
 
 
-COMMANDS = {"train": _train, "runs": _runs, "evaluate": _evaluate, "report": _report,
+COMMANDS = {"train": _train, "runs": _runs, "evaluate": _evaluate, "report": _report, "plots": _plots,
             "sweep": _sweep, "bench": _bench, "bench-accuracy": _bench_accuracy}
 
 if __name__ == "__main__":

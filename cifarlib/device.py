@@ -19,6 +19,7 @@ The choices are rules written down from measurements, not habits:
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import keras
@@ -165,7 +166,9 @@ def make_strategy(plan: DevicePlan):
     import tensorflow as tf
 
     if plan.strategy == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        # Older Colab TPU runtimes name a remote TPU in COLAB_TPU_ADDR (found automatically); TPU VMs are "local".
+        tpu = "" if os.environ.get("COLAB_TPU_ADDR") else os.environ.get("TPU_NAME", "local")
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)

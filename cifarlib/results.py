@@ -135,6 +135,7 @@ def plot_batch_size_analysis(table: pd.DataFrame, *, save_to=None):
         axis.plot(analysis.index, analysis[column], marker="o", label="validation" if column == "best_val_accuracy" else None)
         if column == "best_val_accuracy":
             axis.plot(analysis.index, analysis["test_accuracy"], marker="s", label="test")
+            axis.set_ylim(0, 1)
             axis.legend(fontsize=8)
         axis.set_xscale("log", base=2)
         axis.set_xticks(list(analysis.index), [str(b) for b in analysis.index])
@@ -203,6 +204,33 @@ def plots_dir(workspace, *, sweep: str | None = None) -> Path:
     folder = workspace.sweeps_dir / sweep if sweep else workspace.root / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def write_plots(workspace, *, sweep: str | None = None, run_id: str | None = None, data: str | None = None) -> list[Path]:
+    """Every plot of ``04_results`` as PNG files (for the command line); returns their paths.
+
+    Comparisons go to ``plots_dir``; the confusion matrix and misclassified gallery of ``run_id`` (default: the
+    newest completed run) to that run's ``plots/`` folder.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cifarlib.train import run_predictions
+
+    workspace = _workspace(workspace)
+    table = runs_table(workspace, sweep=sweep)
+    folder = plots_dir(workspace, sweep=sweep)
+    written = [folder / "curves.png", folder / "batch_size.png"]
+    plot_curves(workspace, list(table["run_id"]), save_to=written[0])
+    plot_batch_size_analysis(table, save_to=written[1])
+    chosen = run_id or latest_completed_run(workspace)
+    if chosen is not None:
+        images, labels, probabilities = run_predictions(chosen, workspace, data=data)
+        run_plots = workspace.run(chosen).path / "plots"
+        written += [run_plots / "confusion_matrix.png", run_plots / "misclassified.png"]
+        plot_confusion_matrix(confusion_matrix(labels, probabilities), title=chosen, save_to=written[2])
+        plot_misclassified(images, labels, probabilities, save_to=written[3])
+    return written
 
 
 def latest_completed_run(workspace) -> str | None:

@@ -99,6 +99,16 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert re.search(r"papermill\s+completed\s+seed\s+100\s+2", printed), printed[:2000]
 
+    # The command line writes the same plots.
+    for png in (workspace / "plots").glob("*.png"):
+        png.unlink()
+    done = subprocess.run([sys.executable, "-m", "cifarlib", "plots", "--workspace", str(workspace)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = [Path(line) for line in done.stdout.split()]
+    assert [p.name for p in written] == ["curves.png", "batch_size.png", "confusion_matrix.png", "misclassified.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
+
 
 def test_sweep_over_two_batch_sizes(tmp_path, small_archive, capsys, monkeypatch):
     monkeypatch.delenv("CIFARLIB_NOTEBOOK_PARAMS", raising=False)
