@@ -267,6 +267,13 @@ def _compile(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_
     optimizer.build(model.trainable_variables)
 
 
+def run_memory_estimate(model: keras.Model, config: RunConfig, plan: DevicePlan | None = None) -> float:
+    """GiB ``estimate_memory(method="training")`` gives for this run's batch, optimizer and precision."""
+    plan = plan or plan_device(config)
+    optimizer = "adam" if config.optimizer == "adam" else "sgd_momentum"
+    return estimate_memory(model, config.batch_size, method="training", optimizer=optimizer, precision=plan.precision)
+
+
 def warn_if_too_big(model: keras.Model, config: RunConfig, plan: DevicePlan, gpus: list[dict] | None = None) -> str | None:
     """Log (and return) a warning when the training memory estimate exceeds the GPU's free memory."""
     if plan.device.kind != "gpu":
@@ -277,10 +284,7 @@ def warn_if_too_big(model: keras.Model, config: RunConfig, plan: DevicePlan, gpu
         gpus = gpu_info()
     if not gpus:
         return None
-    needed = estimate_memory(
-        model, config.batch_size, method="training", optimizer="adam" if config.optimizer == "adam" else "sgd_momentum",
-        precision=plan.precision,
-    )
+    needed = run_memory_estimate(model, config, plan)
     free = gpus[0]["memory_free_mib"] / 1024
     if needed <= free:
         return None
