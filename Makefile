@@ -52,10 +52,11 @@ ACCURACY_DATA ?= ../shared/data/cifar10-jpeg-train.tar.gz
 ACCURACY_EPOCHS ?= 10
 ACCURACY_SEEDS ?= 0
 ACCURACY_WIDTH ?= 1.0
+ACCURACY_RECIPES ?= seed,tuned
 
 bench-accuracy: install
 	$(BIN)/python -m cifarlib bench-accuracy --data $(ACCURACY_DATA) --epochs $(ACCURACY_EPOCHS) \
-		--seeds $(ACCURACY_SEEDS) --width $(ACCURACY_WIDTH) --workspace $(WORKSPACE)
+		--recipes $(ACCURACY_RECIPES) --seeds $(ACCURACY_SEEDS) --width $(ACCURACY_WIDTH) --workspace $(WORKSPACE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
