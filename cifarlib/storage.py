@@ -74,10 +74,6 @@ class RunFolder:
     def completed(self) -> bool:
         return (self.path / SUMMARY_FILE).is_file()
 
-    @property
-    def status(self) -> str:
-        return "completed" if self.completed else "unfinished"
-
     def read_json(self, name: str) -> dict | None:
         """A JSON file of the run, or ``None`` where it is absent; a corrupt one raises ``WorkspaceError``."""
         path = self.path / name

@@ -240,9 +240,13 @@ def test_colab_mounts_drive(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "google", google)
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     monkeypatch.setattr(storage, "COLAB_MOUNT_POINT", str(tmp_path / "content" / "drive"))
+    unmounted = []
+    drive.flush_and_unmount = lambda: unmounted.append(True)
     workspace = storage.open_workspace(drive_folder="experiments")
     assert mounted == [str(tmp_path / "content" / "drive")]
     assert workspace.on_drive and workspace.root == (tmp_path / "content" / "drive" / "MyDrive" / "experiments").resolve()
+    workspace.close()  # the end of a Colab session: every cached write reaches Drive
+    assert unmounted == [True]
 
 
 @pytest.mark.parametrize("run_id", ["2019-05-01 12:30:00", "a/b", "../up", "", ".hidden"])
