@@ -164,7 +164,7 @@ def _keras_or_synthetic() -> str:
 def _runs(args) -> int:
     from cifarlib.results import format_runs_table, runs_table
 
-    print(format_runs_table(runs_table(args.workspace or _default_workspace(), sweep=args.sweep)))
+    print(format_runs_table(runs_table(args.workspace, sweep=args.sweep)))
     return 0
 
 
@@ -180,7 +180,7 @@ def _evaluate(args) -> int:
 def _plots(args) -> int:
     from cifarlib.results import write_plots
 
-    for path in write_plots(args.workspace or _default_workspace(), sweep=args.sweep, run_id=args.run_id, data=args.data):
+    for path in write_plots(args.workspace, sweep=args.sweep, run_id=args.run_id, data=args.data):
         print(path)
     return 0
 
@@ -232,12 +232,6 @@ def _bench_accuracy(args) -> int:
         return 0
     print(format_accuracy_table(table))
     return 0
-
-
-def _default_workspace():
-    from cifarlib.storage import open_workspace
-
-    return open_workspace()
 
 
 COMMANDS = {"train": _train, "runs": _runs, "evaluate": _evaluate, "report": _report, "plots": _plots,

@@ -5,7 +5,7 @@ in one process, on the active Keras backend:
 
 (a) **reference**: the 2019 notebook's way: the whole dataset as float64 NumPy arrays (and one-hot float64
     labels) passed to ``model.fit``, float32 compute, Keras's default settings, except that XLA stays off under
-    TensorFlow as in the reference's Keras 2 (Keras 3's default would turn it on, which is 3x slower on CPUs);
+    TensorFlow as in the reference's Keras 2 (Keras 3's default would turn it on, about 3x slower on CPUs in the project's calibration);
 (b) **cifarlib**: uint8 images through ``cifarlib.pipeline`` (tf.data under TensorFlow), scaled inside the
     model, with the precision and XLA setting ``cifarlib.device`` picks for the device.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from cifarlib.config import RunConfig
-from cifarlib.storage import open_workspace
+from cifarlib.storage import as_workspace
 from cifarlib.train import train
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def accuracy_benchmark(
             f"{data}: the real CIFAR-10 training images are not here; the accuracy benchmark needs them "
             "(see shared/data/README.md), so it was skipped"
         )
-    workspace = open_workspace(workspace)
+    workspace = as_workspace(workspace)
     columns = {}
     for recipe in recipes:
         for seed in seeds:

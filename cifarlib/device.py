@@ -4,8 +4,9 @@ The choices are rules written down from measurements, not habits:
 
 - precision: ``mixed_float16`` on NVIDIA GPUs with tensor cores (compute capability 7.0 or newer),
   ``mixed_bfloat16`` on TPUs and on CPUs with bf16 instructions (AVX512-BF16 or AMX) under TensorFlow, where it
-  trained about 1.6x faster than float32 on the 2-core development machine; ``float32`` elsewhere.
-- XLA (``jit_compile``): off on CPUs under TensorFlow (about 3x slower there); on for TPUs (required) and
+  trained about 1.6x faster than float32 on the 2-core development machine (the project's calibration in
+  issue 5, not re-measured by ``make bench``); ``float32`` elsewhere.
+- XLA (``jit_compile``): off on CPUs under TensorFlow (about 3x slower there, same calibration); on for TPUs (required) and
   for JAX (whose ops run one by one without it); Keras's own ``"auto"`` on GPUs under TensorFlow, which were
   not measured here; off under PyTorch (``torch.compile`` costs more than it saves on short runs).
 - backend: on CPUs TensorFlow trains the seed network about 5x faster than JAX (see ``CPU_IMAGES_PER_SECOND``),

@@ -29,7 +29,7 @@ def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None =
 
     With ``sweep``, only the runs that sweep made (listed in its ``sweeps/<name>/runs.json``).
     """
-    workspace = _workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     runs = workspace.runs()
     failed = set()
     if sweep is not None:
@@ -86,7 +86,7 @@ def plot_curves(workspace, run_ids: list[str] | None = None, *, save_to=None):
     """Training and validation loss and accuracy per epoch, every run overlaid (solid: train, dashed: val)."""
     import matplotlib.pyplot as plt
 
-    workspace = _workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     runs = [run for run in workspace.runs() if run_ids is None or run.run_id in run_ids]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
     for index, run in enumerate(runs):
@@ -200,7 +200,7 @@ def plot_misclassified(images, labels, probabilities, *, count: int = 20, save_t
 
 def plots_dir(workspace, *, sweep: str | None = None) -> Path:
     """Where comparison plots go: the sweep's folder, or ``plots/`` in the workspace."""
-    workspace = _workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     folder = workspace.sweeps_dir / sweep if sweep else workspace.root / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
@@ -217,7 +217,7 @@ def write_plots(workspace, *, sweep: str | None = None, run_id: str | None = Non
     matplotlib.use("Agg")
     from cifarlib.train import run_predictions
 
-    workspace = _workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     table = runs_table(workspace, sweep=sweep)
     folder = plots_dir(workspace, sweep=sweep)
     written = [folder / "curves.png", folder / "batch_size.png"]
@@ -235,12 +235,10 @@ def write_plots(workspace, *, sweep: str | None = None, run_id: str | None = Non
 
 def latest_completed_run(workspace) -> str | None:
     """The id of the newest completed run, or ``None``."""
-    completed = [run.run_id for run in _workspace(workspace).runs() if run.completed]
+    completed = [run.run_id for run in storage.as_workspace(workspace).runs() if run.completed]
     return completed[-1] if completed else None
 
 
-def _workspace(workspace) -> storage.Workspace:
-    return workspace if isinstance(workspace, storage.Workspace) else storage.open_workspace(workspace)
 
 
 def finish_figure(figure, save_to=None):

@@ -170,6 +170,11 @@ def open_workspace(
     return Workspace(root=root.resolve(), on_drive=on_drive)
 
 
+def as_workspace(workspace: "Workspace | str | os.PathLike | None") -> Workspace:
+    """A ``Workspace`` as it is; a folder or ``None`` through ``open_workspace`` (what every API that takes one does)."""
+    return workspace if isinstance(workspace, Workspace) else open_workspace(workspace)
+
+
 def _mount_drive(drive_folder: str) -> Path:
     if not drive_folder or Path(drive_folder).is_absolute() or ".." in Path(drive_folder).parts:
         raise ValueError(f"drive_folder must be a relative folder name under MyDrive, got {drive_folder!r}")

@@ -57,8 +57,7 @@ def run_sweep(
     notebook = Path(notebook)
     if not notebook.is_file():
         raise FileNotFoundError(f"{notebook}: the training notebook to execute is missing")
-    if not isinstance(workspace, storage.Workspace):
-        workspace = storage.open_workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     manifest_path = workspace.sweeps_dir / name / MANIFEST
     manifest = _read_manifest(manifest_path, name, parameters)
 

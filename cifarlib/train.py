@@ -78,8 +78,7 @@ def train(
         verbose: Keras's progress display.
         callbacks: extra Keras callbacks, called after cifarlib's own.
     """
-    if not isinstance(workspace, storage.Workspace):
-        workspace = storage.open_workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     run = workspace.run(run_id or new_run_id(config))
     if run.completed and not retrain:
         log.info("Run %s is already complete; pass retrain=True to train it again.", run.run_id)
@@ -153,8 +152,7 @@ def run_predictions(
     The test set is loaded as the run loaded it (same source unless ``data`` overrides it, same grayscale
     setting), and predictions use the run's test-time augmentation setting.
     """
-    if not isinstance(workspace, storage.Workspace):
-        workspace = storage.open_workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     if run_id is None:
         raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
     run = workspace.run(run_id)
@@ -182,8 +180,7 @@ def evaluate_run(
 
     Returns ``{"accuracy", "loss", "images", "tta"}``. ``data`` overrides the source in the run's config.
     """
-    if not isinstance(workspace, storage.Workspace):
-        workspace = storage.open_workspace(workspace)
+    workspace = storage.as_workspace(workspace)
     images, labels, probabilities = run_predictions(run_id, workspace, data=data)
     tta = bool(workspace.run(run_id).read_json(storage.CONFIG_FILE).get("tta"))
     return {**score(probabilities, labels), "images": len(images), "tta": tta}
