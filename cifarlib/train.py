@@ -134,9 +134,12 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
     publisher.publish_final()
     fit_seconds = time.perf_counter() - started
 
+    # The last epoch's weights on the validation split, scored the way the test set is (with the run's
+    # test-time augmentation): the figure a fixed-budget recipe is compared on, free of best-epoch selection.
+    final_validation = evaluate_model(model, x_val, y_val, batch_size=global_batch, tta=config.tta)
     best_model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
     test = evaluate_model(best_model, x_test, y_test, batch_size=global_batch, tta=config.tta)
-    summary = _summary(run, config, plan, model, publisher.rows, test, fit_seconds, len(x_train))
+    summary = _summary(run, config, plan, model, publisher.rows, test, final_validation, fit_seconds, len(x_train))
     storage.atomic_write_text(run.file(storage.SUMMARY_FILE), _json(summary))
     shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
@@ -335,7 +338,7 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan):
     return [*stateful.values(), *extras, backup], stateful
 
 
-def _summary(run, config, plan, model, rows, test, fit_seconds, train_images) -> dict:
+def _summary(run, config, plan, model, rows, test, final_validation, fit_seconds, train_images) -> dict:
     import pandas as pd
 
     history = pd.DataFrame(rows)
@@ -355,6 +358,8 @@ def _summary(run, config, plan, model, rows, test, fit_seconds, train_images) ->
         "best_epoch": int(best["epoch"]),
         "best_val_accuracy": float(best["val_accuracy"]) if "val_accuracy" in best else None,
         "max_val_accuracy": float(history["val_accuracy"].max()) if "val_accuracy" in history else None,
+        "final_val_accuracy": final_validation["accuracy"],
+        "final_val_loss": final_validation["loss"],
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "tta": config.tta,

@@ -130,3 +130,7 @@ def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monke
     assert {"seed s0", "tuned s0"} <= set(table.columns)
     text = format_accuracy_table(table)
     assert "seed: " in text and "tuned: " in text and "after 2 epochs" in text
+    # The last epoch's weights are scored again with each recipe's own evaluation: flip TTA for tuned only.
+    final = table.attrs["final_val_accuracy"]
+    assert set(final) == {"seed s0", "tuned s0"} and all(0.0 <= v <= 1.0 for v in final.values())
+    assert "(no test-time augmentation)" in text and "(flip test-time augmentation)" in text

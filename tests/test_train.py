@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import keras
+import pandas as pd
 import pytest
 
 from cifarlib import storage
@@ -60,6 +61,12 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
                 "test_loss", "seconds_per_epoch", "total_seconds", "params", "device", "tensorflow_version"):
         assert key in summary, key
     assert summary["epochs_run"] == 2 and 0.0 <= summary["test_accuracy"] <= 1.0
+    # Without test-time augmentation, re-scoring the last epoch's weights on the validation split gives the
+    # accuracy Keras logged for that epoch (to one image).
+    history = pd.read_csv(run_dir / "history.csv")
+    assert summary["tta"] is False
+    validation_images = 100  # 20% of small_archive's 500 training images
+    assert abs(summary["final_val_accuracy"] - history["val_accuracy"].iloc[-1]) <= 1 / validation_images + 1e-6
     config = json.loads((run_dir / "config.json").read_text())
     assert config["batch_size"] == 50 and config["tensorflow_version"]
 
