@@ -36,9 +36,12 @@ def accuracy_benchmark(
     workspace: str | os.PathLike = "workspace",
     width: float = 1.0,
     train_size: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> pd.DataFrame:
-    """Train every recipe x seed and return validation accuracy per epoch (rows) and run (columns)."""
+    """Train every recipe x seed and return validation accuracy per epoch (rows) and run (columns).
+
+    ``batch_size`` overrides every recipe's own (quick tests); by default each recipe trains at its preset's.
+    """
     data = Path(data).expanduser().resolve()
     if not data.exists():
         raise FileNotFoundError(
@@ -49,9 +52,10 @@ def accuracy_benchmark(
     columns, final, tta = {}, {}, {}
     for recipe in recipes:
         for seed in seeds:
+            overrides = {"batch_size": batch_size} if batch_size else {}
             config = RunConfig.from_preset(
                 recipe, data=str(data), epochs=epochs, seed=seed, width=width, train_size=train_size,
-                batch_size=batch_size, validation_fraction=VALIDATION_FRACTION,
+                validation_fraction=VALIDATION_FRACTION, **overrides,
             )
             run_id = f"bench-accuracy-{recipe}-w{width:g}-e{epochs}-s{seed}" + (f"-n{train_size}" if train_size else "")
             log.warning("Training %s (recipe %s, seed %d)", run_id, recipe, seed)
