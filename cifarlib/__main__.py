@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     accuracy.add_argument("--width", type=float, default=1.0, help="network width (default: 1.0, the reference's)")
     accuracy.add_argument("--train-size", type=int, help="use only the first N images (quick checks)")
+    accuracy.add_argument("--batch-size", type=int, help="one batch size for every recipe (default: each recipe's own)")
     accuracy.add_argument("--workspace", default="workspace", help="where the runs go (default: ./workspace)")
     return parser
 
@@ -225,7 +226,7 @@ def _bench_accuracy(args) -> int:
         table = accuracy_benchmark(
             data, epochs=args.epochs, recipes=tuple(args.recipes.split(",")),
             seeds=tuple(int(s) for s in args.seeds.split(",")), workspace=args.workspace,
-            width=args.width, train_size=args.train_size,
+            width=args.width, train_size=args.train_size, batch_size=args.batch_size,
         )
     except FileNotFoundError as error:
         print(f"bench-accuracy skipped: {error}")

@@ -57,7 +57,8 @@ def accuracy_benchmark(
                 recipe, data=str(data), epochs=epochs, seed=seed, width=width, train_size=train_size,
                 validation_fraction=VALIDATION_FRACTION, **overrides,
             )
-            run_id = f"bench-accuracy-{recipe}-w{width:g}-e{epochs}-s{seed}" + (f"-n{train_size}" if train_size else "")
+            run_id = (f"bench-accuracy-{recipe}-w{width:g}-e{epochs}-s{seed}" + (f"-n{train_size}" if train_size else "")
+                      + (f"-b{batch_size}" if batch_size else ""))
             log.warning("Training %s (recipe %s, seed %d)", run_id, recipe, seed)
             result = train(config, workspace, run_id=run_id, verbose=2)
             history = result.history.set_index("epoch")
