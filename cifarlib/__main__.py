@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_id", metavar="RUN_ID", help="the run to evaluate")
     evaluate.add_argument("--workspace", help="workspace folder")
     evaluate.add_argument("--data", help="data source (default: the one the run trained on)")
+    evaluate.add_argument("--split", choices=("test", "validation"), default="test",
+                          help="score the test set or the run's own validation split (default: test)")
 
     commands.add_parser("report", help="the system report: GPU, TPU, CPU, RAM")
 
@@ -172,8 +174,8 @@ def _runs(args) -> int:
 def _evaluate(args) -> int:
     from cifarlib.train import evaluate_run
 
-    result = evaluate_run(args.run_id, args.workspace, data=args.data)
-    print(f"run {args.run_id}: test loss {result['loss']:.4f}, test accuracy {result['accuracy']:.4f} "
+    result = evaluate_run(args.run_id, args.workspace, data=args.data, split=args.split)
+    print(f"run {args.run_id}: {args.split} loss {result['loss']:.4f}, {args.split} accuracy {result['accuracy']:.4f} "
           f"({result['images']} images{', flip TTA' if result['tta'] else ''})")
     return 0
 

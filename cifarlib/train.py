@@ -148,13 +148,16 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
 
 
 def run_predictions(
-    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None
+    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
+    split: str = "test",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A run's test images, labels, and the class probabilities its ``best.keras`` gives them.
+    """A run's test (or ``split="validation"``) images, labels, and the class probabilities its ``best.keras`` gives them.
 
-    The test set is loaded as the run loaded it (same source unless ``data`` overrides it, same grayscale
-    setting), and predictions use the run's test-time augmentation setting.
+    The images are loaded as the run loaded them (same source unless ``data`` overrides it, same seeded
+    validation split, same grayscale setting), and predictions use the run's test-time augmentation setting.
     """
+    if split not in ("test", "validation"):
+        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
     workspace = storage.as_workspace(workspace)
     if run_id is None:
         raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
@@ -168,23 +171,26 @@ def run_predictions(
     config = RunConfig.from_dict(stored)
     if data is not None:
         config = config.replace(data=data)
-    _, _, (x_test, y_test) = _load_splits(config)
-    if len(x_test) == 0:
-        raise RunConfigError(f"data source {config.data!r} has no test images")
+    _, validation, test = _load_splits(config)
+    images, labels = validation if split == "validation" else test
+    if len(images) == 0:
+        raise RunConfigError(f"data source {config.data!r} gives run {run_id!r} no {split} images")
     model = keras.saving.load_model(best)
-    probabilities = predict_probabilities(model, x_test, batch_size=config.batch_size, tta=config.tta)
-    return x_test, y_test, probabilities
+    probabilities = predict_probabilities(model, images, batch_size=config.batch_size, tta=config.tta)
+    return images, labels, probabilities
 
 
 def evaluate_run(
-    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None
+    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
+    split: str = "test",
 ) -> dict:
     """Reload a run's ``best.keras`` and score it on the test set, as ``train`` did at the end of the run.
 
-    Returns ``{"accuracy", "loss", "images", "tta"}``. ``data`` overrides the source in the run's config.
+    Returns ``{"accuracy", "loss", "images", "tta"}``. ``data`` overrides the source in the run's config;
+    ``split="validation"`` scores the run's own held-out validation images instead.
     """
     workspace = storage.as_workspace(workspace)
-    images, labels, probabilities = run_predictions(run_id, workspace, data=data)
+    images, labels, probabilities = run_predictions(run_id, workspace, data=data, split=split)
     tta = bool(workspace.run(run_id).read_json(storage.CONFIG_FILE).get("tta"))
     return {**score(probabilities, labels), "images": len(images), "tta": tta}
 

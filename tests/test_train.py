@@ -74,6 +74,12 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"test accuracy {summary['test_accuracy']:.4f}" in evaluated.stdout
     assert f"test loss {summary['test_loss']:.4f}" in evaluated.stdout
+    # On the run's own validation split, best.keras scores what Keras logged at the best epoch.
+    validated = cli("evaluate", "short", "--workspace", str(workspace), "--split", "validation")
+    assert validated.returncode == 0, validated.stderr
+    scored = float(validated.stdout.split("validation accuracy ")[1].split(" ")[0])
+    assert "(100 images" in validated.stdout
+    assert abs(scored - summary["best_val_accuracy"]) <= 1 / validation_images + 1e-4
 
 
 def test_sigkill_after_second_epoch_then_resume(small_archive, tmp_path, staging):
