@@ -62,9 +62,10 @@ def accuracy_benchmark(
             log.warning("Training %s (recipe %s, seed %d)", run_id, recipe, seed)
             result = train(config, workspace, run_id=run_id, verbose=2)
             history = result.history.set_index("epoch")
-            columns[f"{recipe} s{seed}"] = history["val_accuracy"]
-            columns[f"{recipe} s{seed} s/epoch"] = history["seconds"]
-            final[f"{recipe} s{seed}"] = result.summary.get("final_val_accuracy")
+            column = f"{recipe} s{seed}"
+            columns[column] = history["val_accuracy"]
+            columns[f"{column} s/epoch"] = history["seconds"]
+            final[column] = result.summary.get("final_val_accuracy")
             tta[recipe] = bool(result.summary.get("tta"))
     table = pd.DataFrame(columns)
     # Per-run scalars ride along with the per-epoch table (None for runs finished by an older cifarlib).
