@@ -51,6 +51,8 @@ class RunConfig:
     learning_rate: float = _setting(1e-3, "initial rate (plateau/constant) or peak rate (cosine)")
     momentum: float = _setting(0.9, "SGD only")
     weight_decay: float = _setting(0.0, "decoupled weight decay per unit learning rate (AdamW-style); 0: none")
+    decay_kernels_only: bool = _setting(
+        False, "weight decay on kernels only, not on BatchNorm scales/offsets or biases; False: every weight")
     label_smoothing: float = _setting(0.0, "share of the target mass spread over all classes")
     schedule: str = _setting("plateau", "'plateau' (ReduceLROnPlateau), 'cosine' (linear warm-up, cosine decay), 'constant'")
     warmup_epochs: float = _setting(0.0, "cosine only: epochs of linear warm-up from 0 to the peak")

@@ -262,6 +262,10 @@ def _compile(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_
         optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay)
     else:
         optimizer = keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay)
+    if decay and config.decay_kernels_only:
+        # Vectors (BatchNorm scales and offsets, biases) set no direction a kernel could overfit along;
+        # shrinking them only fights BatchNorm. Must be set before the optimizer is built.
+        optimizer.exclude_from_weight_decay(var_list=non_kernel_variables(model))
     if config.label_smoothing > 0:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
@@ -271,6 +275,11 @@ def _compile(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_
     model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=plan.jit_compile)
     # BackupAndRestore needs built optimizer variables to load a backup into.
     optimizer.build(model.trainable_variables)
+
+
+def non_kernel_variables(model: keras.Model) -> list:
+    """Trainable variables of rank 0 or 1: BatchNorm gammas and betas and biases, the ones kernel-only decay skips."""
+    return [variable for variable in model.trainable_variables if len(variable.shape) <= 1]
 
 
 def run_memory_estimate(model: keras.Model, config: RunConfig, plan: DevicePlan | None = None) -> float:

@@ -134,3 +134,24 @@ def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monke
     final = table.attrs["final_val_accuracy"]
     assert set(final) == {"seed s0", "tuned s0"} and all(0.0 <= v <= 1.0 for v in final.values())
     assert "(no test-time augmentation)" in text and "(flip test-time augmentation)" in text
+
+
+@pytest.mark.parametrize("kernels_only", [True, False])
+def test_kernel_only_weight_decay_leaves_batch_norm_and_biases_alone(kernels_only):
+    from cifarlib.device import plan_device
+    from cifarlib.train import _compile
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(2)(inputs)))
+    dense, norm = model.layers[1], model.layers[2]
+    dense.bias.assign(np.ones(2, "float32"))
+    config = RunConfig(optimizer="sgd", learning_rate=0.1, schedule="constant", weight_decay=0.5,
+                       decay_kernels_only=kernels_only, precision="float32", jit_compile=False)
+    _compile(model, config, plan_device(config), steps_per_epoch=1)
+    kernel = np.array(dense.kernel)
+    # A zero gradient leaves only the decoupled decay: each decayed weight shrinks by learning rate x decay.
+    model.optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
+    np.testing.assert_allclose(np.array(dense.kernel), kernel * 0.95, rtol=1e-6)
+    vector_factor = 1.0 if kernels_only else 0.95
+    np.testing.assert_allclose(np.array(dense.bias), vector_factor, rtol=1e-6)
+    np.testing.assert_allclose(np.array(norm.gamma), vector_factor, rtol=1e-6)
