@@ -115,7 +115,7 @@ class RunConfig:
 
 
 # The reference recipe is RunConfig's defaults. The tuned recipe: SGD with Nesterov momentum, a short linear
-# warm-up then cosine decay over a fixed budget, label smoothing, decoupled weight decay, random crops and
+# warm-up then cosine decay over a fixed budget, label smoothing, decoupled weight decay on kernels, random crops and
 # flips (from the architecture preset), flip test-time augmentation, a 45,000 / 5,000 split, no early stop.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {},
@@ -128,7 +128,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optimizer": "sgd",
         "learning_rate": 0.1,
         "momentum": 0.9,
-        "weight_decay": 5e-4,
+        # Keras's decay is decoupled (w -= lr * wd * w each step) and bypasses momentum, so 5e-3 here is about
+        # PyTorch's coupled 5e-4 at momentum 0.9; on kernels only. Measured at half width against 5e-4 on every
+        # weight: 84.18% vs 83.60% after 10 epochs, 85.32% vs 84.14% with flip TTA (README, Accuracy).
+        "weight_decay": 5e-3,
+        "decay_kernels_only": True,
         "label_smoothing": 0.1,
         "schedule": "cosine",
         "warmup_epochs": 1.0,

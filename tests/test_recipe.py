@@ -91,6 +91,7 @@ def test_presets_and_validation():
     assert (seed.early_stopping_patience, seed.reduce_lr_factor, seed.reduce_lr_patience) == (10, 0.3, 4)
     tuned = RunConfig.from_preset("tuned", epochs=10)
     assert tuned.epochs == 10 and tuned.optimizer == "sgd" and tuned.label_smoothing == 0.1 and tuned.tta
+    assert tuned.decay_kernels_only and not seed.decay_kernels_only and seed.weight_decay == 0
     assert set(PRESETS) == {"seed", "tuned"}
     with pytest.raises(RunConfigError, match="unknown preset"):
         RunConfig.from_preset("resnet")
