@@ -52,6 +52,8 @@ def _parser_for(name: str, kind):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cifarlib.config import EVALUATION_SPLITS
+
     parser = argparse.ArgumentParser(prog="python -m cifarlib", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO level)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_id", metavar="RUN_ID", help="the run to evaluate")
     evaluate.add_argument("--workspace", help="workspace folder")
     evaluate.add_argument("--data", help="data source (default: the one the run trained on)")
-    evaluate.add_argument("--split", choices=("test", "validation"), default="test",
+    evaluate.add_argument("--split", choices=EVALUATION_SPLITS, default="test",
                           help="score the test set or the run's own validation split (default: test)")
 
     commands.add_parser("report", help="the system report: GPU, TPU, CPU, RAM")

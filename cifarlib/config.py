@@ -20,6 +20,7 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("plateau", "cosine", "constant")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "tpu")
+EVALUATION_SPLITS = ("test", "validation")  # what `evaluate --split` can score a finished run on
 
 
 def _setting(default, help_text: str):

@@ -22,7 +22,7 @@ import numpy as np
 
 from cifarlib import __version__, storage
 from cifarlib.callbacks import EpochTimer, RunPublisher
-from cifarlib.config import RunConfig, monitor_mode
+from cifarlib.config import EVALUATION_SPLITS, RunConfig, monitor_mode
 from cifarlib.data import load_cifar10, split_validation, to_grayscale
 from cifarlib.device import DevicePlan, make_strategy, plan_device
 from cifarlib.errors import RunConfigError, WorkspaceError
@@ -156,8 +156,8 @@ def run_predictions(
     The images are loaded as the run loaded them (same source unless ``data`` overrides it, same seeded
     validation split, same grayscale setting), and predictions use the run's test-time augmentation setting.
     """
-    if split not in ("test", "validation"):
-        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+    if split not in EVALUATION_SPLITS:
+        raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
     workspace = storage.as_workspace(workspace)
     if run_id is None:
         raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
@@ -184,7 +184,7 @@ def evaluate_run(
     run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
     split: str = "test",
 ) -> dict:
-    """Reload a run's ``best.keras`` and score it on the test set, as ``train`` did at the end of the run.
+    """Reload a run's ``best.keras`` and score it on the test set (as ``train`` did at the end) or its validation split.
 
     Returns ``{"accuracy", "loss", "images", "tta"}``. ``data`` overrides the source in the run's config;
     ``split="validation"`` scores the run's own held-out validation images instead.
@@ -263,8 +263,8 @@ def _compile(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_
     else:
         optimizer = keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay)
     if decay and config.decay_kernels_only:
-        # Vectors (BatchNorm scales and offsets, biases) set no direction a kernel could overfit along;
-        # shrinking them only fights BatchNorm. Must be set before the optimizer is built.
+        # Decay on a kernel feeding BatchNorm only raises its effective learning rate (BN undoes its scale);
+        # decay on BN scales/offsets and biases shrinks the outputs themselves. Set before the optimizer is built.
         optimizer.exclude_from_weight_decay(var_list=non_kernel_variables(model))
     if config.label_smoothing > 0:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
