@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", help="data source (default: the one the run trained on)")
     evaluate.add_argument("--split", choices=EVALUATION_SPLITS, default="test",
                           help="score the test set or the run's own validation split (default: test)")
+    evaluate.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                          help="flip test-time augmentation on or off (default: as the run was trained)")
+    evaluate.add_argument("--tta-translate", type=int, metavar="PIXELS",
+                          help="with --tta, also average 1..8-pixel shifted views (default: as the run was trained)")
 
     commands.add_parser("report", help="the system report: GPU, TPU, CPU, RAM")
 
@@ -174,11 +178,13 @@ def _runs(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from cifarlib.evaluation import describe_tta
     from cifarlib.train import evaluate_run
 
-    result = evaluate_run(args.run_id, args.workspace, data=args.data, split=args.split)
+    result = evaluate_run(args.run_id, args.workspace, data=args.data, split=args.split, tta=args.tta,
+                          tta_translate=args.tta_translate)
     print(f"run {args.run_id}: {args.split} loss {result['loss']:.4f}, {args.split} accuracy {result['accuracy']:.4f} "
-          f"({result['images']} images{', flip TTA' if result['tta'] else ''})")
+          f"({result['images']} images, {describe_tta(result['tta'], result['tta_translate'])})")
     return 0
 
 

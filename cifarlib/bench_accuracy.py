@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cifarlib.config import RunConfig
+from cifarlib.evaluation import describe_tta
 from cifarlib.storage import as_workspace
 from cifarlib.train import train
 
@@ -66,7 +67,7 @@ def accuracy_benchmark(
             columns[column] = history["val_accuracy"]
             columns[f"{column} s/epoch"] = history["seconds"]
             final[column] = result.summary.get("final_val_accuracy")
-            tta[recipe] = bool(result.summary.get("tta"))
+            tta[recipe] = describe_tta(bool(result.summary.get("tta")), result.summary.get("tta_translate", 0))
     table = pd.DataFrame(columns)
     # Per-run scalars ride along with the per-epoch table (None for runs finished by an older cifarlib).
     table.attrs["final_val_accuracy"] = final
@@ -87,9 +88,8 @@ def format_accuracy_table(table: pd.DataFrame) -> str:
                      f"{seconds:.0f} s/epoch")
         scored = [final.get(c) for c in last.index]
         if scored and all(v is not None for v in scored):
-            evaluation = "flip test-time augmentation" if tta.get(recipe) else "no test-time augmentation"
             lines.append(f"{'':>6}  {_mean_and_spread([100 * v for v in scored])} with the recipe's evaluation "
-                         f"({evaluation}), same weights")
+                         f"({tta.get(recipe, 'no test-time augmentation')}), same weights")
     return "\n".join(lines)
 
 

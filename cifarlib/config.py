@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cifarlib.errors import RunConfigError
+from cifarlib.evaluation import MAX_TTA_TRANSLATE
 from cifarlib.model import ARCHITECTURES, BATCH_NORM_PLACES
 
 OPTIMIZERS = ("adam", "sgd")
@@ -65,6 +66,8 @@ class RunConfig:
     reduce_lr_min_delta: float = _setting(1e-4, "plateau schedule: smallest change that counts as improvement")
     # Evaluation
     tta: bool = _setting(False, "test-time augmentation: average the predictions for each image and its mirror")
+    tta_translate: int = _setting(
+        0, "with tta: also average over the image and its mirror shifted N pixels down-right and up-left; 0: none")
     # Device (see cifarlib.device)
     precision: str = _setting("auto", "'auto' picks per device; or float32, mixed_float16, mixed_bfloat16")
     jit_compile: str | bool = _setting("auto", "XLA: 'auto' picks per device by measurement; or True / False")
@@ -117,7 +120,7 @@ class RunConfig:
 
 # The reference recipe is RunConfig's defaults. The tuned recipe: SGD with Nesterov momentum, a short linear
 # warm-up then cosine decay over a fixed budget, label smoothing, decoupled weight decay on kernels, random crops and
-# flips (from the architecture preset), flip test-time augmentation, a 45,000 / 5,000 split, no early stop.
+# flips (from the architecture preset), flip and shift test-time augmentation, a 45,000 / 5,000 split, no early stop.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {},
     "tuned": {
@@ -140,6 +143,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "monitor": "val_accuracy",
         "early_stopping_patience": None,
         "tta": True,
+        # Mirror and 1-pixel shifts at evaluation: on the full-width network after 10 epochs, 87.38% / 87.70%
+        # (seeds 0 / 1) against 86.90% / 87.40% with the mirror alone, same weights (README, Accuracy).
+        "tta_translate": 1,
     },
 }
 
@@ -197,6 +203,9 @@ def _problems(config: RunConfig):
         yield f"early_stopping_patience must be >= 0 or None, got {config.early_stopping_patience!r}"
     if not 0.0 < config.reduce_lr_factor < 1.0:
         yield f"reduce_lr_factor must be in (0, 1), got {config.reduce_lr_factor!r}"
+    if (not isinstance(config.tta_translate, int) or isinstance(config.tta_translate, bool)
+            or not 0 <= config.tta_translate <= MAX_TTA_TRANSLATE):
+        yield f"tta_translate must be an integer from 0 to {MAX_TTA_TRANSLATE} pixels, got {config.tta_translate!r}"
     if config.precision not in PRECISIONS:
         yield f"precision must be one of {PRECISIONS}, got {config.precision!r}"
     if config.jit_compile not in ("auto", True, False):

@@ -136,9 +136,11 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
 
     # The last epoch's weights on the validation split, scored the way the test set is (with the run's
     # test-time augmentation): the figure a fixed-budget recipe is compared on, free of best-epoch selection.
-    final_validation = evaluate_model(model, x_val, y_val, batch_size=global_batch, tta=config.tta)
+    final_validation = evaluate_model(model, x_val, y_val, batch_size=global_batch, tta=config.tta,
+                                      tta_translate=config.tta_translate)
     best_model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
-    test = evaluate_model(best_model, x_test, y_test, batch_size=global_batch, tta=config.tta)
+    test = evaluate_model(best_model, x_test, y_test, batch_size=global_batch, tta=config.tta,
+                          tta_translate=config.tta_translate)
     summary = _summary(run, config, plan, model, publisher.rows, test, final_validation, fit_seconds, len(x_train))
     storage.atomic_write_text(run.file(storage.SUMMARY_FILE), _json(summary))
     shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
@@ -149,15 +151,36 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
 
 def run_predictions(
     run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
-    split: str = "test",
+    split: str = "test", tta: bool | None = None, tta_translate: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A run's test (or ``split="validation"``) images, labels, and the class probabilities its ``best.keras`` gives them.
 
     The images are loaded as the run loaded them (same source unless ``data`` overrides it, same seeded
-    validation split, same grayscale setting), and predictions use the run's test-time augmentation setting.
+    validation split, same grayscale setting). Predictions use the run's test-time augmentation unless
+    ``tta`` / ``tta_translate`` override it (to score a finished run another way without retraining).
     """
-    if split not in EVALUATION_SPLITS:
-        raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
+    config = _finished_run_config(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
+    return _predict_split(run_id, workspace, config, split)
+
+
+def evaluate_run(
+    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
+    split: str = "test", tta: bool | None = None, tta_translate: int | None = None,
+) -> dict:
+    """Reload a run's ``best.keras`` and score it on the test set (as ``train`` did at the end) or its validation split.
+
+    Returns ``{"accuracy", "loss", "images", "tta", "tta_translate"}``. ``data`` overrides the source in the
+    run's config; ``split="validation"`` scores the run's own held-out validation images instead; ``tta`` and
+    ``tta_translate`` override the run's test-time augmentation (``None`` keeps it).
+    """
+    config = _finished_run_config(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
+    images, labels, probabilities = _predict_split(run_id, workspace, config, split)
+    return {**score(probabilities, labels), "images": len(images), "tta": config.tta,
+            "tta_translate": config.tta_translate}
+
+
+def _finished_run_config(run_id, workspace, **changes) -> RunConfig:
+    """The stored config of a run that has a ``best.keras``, with the non-``None`` ``changes`` applied."""
     workspace = storage.as_workspace(workspace)
     if run_id is None:
         raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
@@ -168,31 +191,20 @@ def run_predictions(
     best = run.file(storage.BEST_MODEL_FILE)
     if not best.is_file():
         raise WorkspaceError(f"{best}: missing; the run has not finished an epoch yet")
-    config = RunConfig.from_dict(stored)
-    if data is not None:
-        config = config.replace(data=data)
+    return RunConfig.from_dict(stored).replace(**{k: v for k, v in changes.items() if v is not None})
+
+
+def _predict_split(run_id, workspace, config: RunConfig, split: str):
+    if split not in EVALUATION_SPLITS:
+        raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
     _, validation, test = _load_splits(config)
     images, labels = validation if split == "validation" else test
     if len(images) == 0:
         raise RunConfigError(f"data source {config.data!r} gives run {run_id!r} no {split} images")
-    model = keras.saving.load_model(best)
-    probabilities = predict_probabilities(model, images, batch_size=config.batch_size, tta=config.tta)
+    model = keras.saving.load_model(storage.as_workspace(workspace).run(run_id).file(storage.BEST_MODEL_FILE))
+    probabilities = predict_probabilities(model, images, batch_size=config.batch_size, tta=config.tta,
+                                          tta_translate=config.tta_translate)
     return images, labels, probabilities
-
-
-def evaluate_run(
-    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
-    split: str = "test",
-) -> dict:
-    """Reload a run's ``best.keras`` and score it on the test set (as ``train`` did at the end) or its validation split.
-
-    Returns ``{"accuracy", "loss", "images", "tta"}``. ``data`` overrides the source in the run's config;
-    ``split="validation"`` scores the run's own held-out validation images instead.
-    """
-    workspace = storage.as_workspace(workspace)
-    images, labels, probabilities = run_predictions(run_id, workspace, data=data, split=split)
-    tta = bool(workspace.run(run_id).read_json(storage.CONFIG_FILE).get("tta"))
-    return {**score(probabilities, labels), "images": len(images), "tta": tta}
 
 
 # -------------------------------------------------------------------------------------------------- steps
@@ -378,6 +390,7 @@ def _summary(run, config, plan, model, rows, test, final_validation, fit_seconds
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "tta": config.tta,
+        "tta_translate": config.tta_translate,
         "seconds_per_epoch": float(history["seconds"].mean()),
         "total_seconds": float(history["seconds"].sum()),
         "fit_seconds_this_session": fit_seconds,

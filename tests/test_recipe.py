@@ -14,7 +14,7 @@ from cifarlib.bench_accuracy import accuracy_benchmark, format_accuracy_table
 from cifarlib.config import PRESETS, RunConfig
 from cifarlib.data import write_image_folder
 from cifarlib.errors import RunConfigError
-from cifarlib.evaluation import evaluate_model, predict_probabilities, score
+from cifarlib.evaluation import describe_tta, evaluate_model, predict_probabilities, score, tta_views
 from cifarlib.schedules import WarmupCosine
 
 
@@ -77,6 +77,32 @@ def test_tta_averages_the_prediction_of_the_image_and_its_mirror():
     np.testing.assert_allclose(predict_probabilities(model, images, tta=False), plain, rtol=1e-6)
 
 
+def test_shift_tta_adds_the_image_and_its_mirror_moved_both_ways():
+    rng = np.random.default_rng(1)
+    images = rng.random((3, 32, 32, 3)).astype(np.float32)
+    views = list(tta_views(images, tta=True, translate=2))
+    assert len(views) == 6 and all(v.shape == images.shape for v in views)
+    np.testing.assert_array_equal(views[0], images)
+    np.testing.assert_array_equal(views[1], images[:, :, ::-1])
+    # Moved 2 pixels down-right, then 2 up-left; the uncovered border is the reflection of the image.
+    np.testing.assert_array_equal(views[2][:, 2:, 2:], images[:, :-2, :-2])
+    np.testing.assert_array_equal(views[2][:, 0, 2:], images[:, 2, :-2])
+    np.testing.assert_array_equal(views[4][:, :-2, :-2], images[:, 2:, 2:])
+    np.testing.assert_array_equal(views[3], views[2][:, :, ::-1])
+    np.testing.assert_array_equal(views[5], views[4][:, :, ::-1])
+    # Shifts ride on the flip: without tta there is one view whatever translate says.
+    assert len(list(tta_views(images, tta=False, translate=2))) == 1
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax", kernel_initializer="random_normal")])
+    expected = np.mean([model.predict(v, verbose=0) for v in views], axis=0)
+    np.testing.assert_allclose(predict_probabilities(model, images, tta=True, tta_translate=2), expected, rtol=1e-5)
+    assert describe_tta(True, 2) == "flip and 2-pixel shift test-time augmentation, 6 views"
+    with pytest.raises(ValueError, match="translate must be an integer from 0 to 8"):
+        next(tta_views(images, tta=True, translate=9))
+    with pytest.raises(RunConfigError, match="tta_translate must be an integer"):
+        RunConfig(tta_translate=-1)
+
+
 def test_score_is_categorical_accuracy_and_cross_entropy():
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
     result = score(probabilities, np.array([0, 1, 0]))
@@ -134,7 +160,7 @@ def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monke
     # The last epoch's weights are scored again with each recipe's own evaluation: flip TTA for tuned only.
     final = table.attrs["final_val_accuracy"]
     assert set(final) == {"seed s0", "tuned s0"} and all(0.0 <= v <= 1.0 for v in final.values())
-    assert "(no test-time augmentation)" in text and "(flip test-time augmentation)" in text
+    assert "(no test-time augmentation)" in text and "(flip and 1-pixel shift test-time augmentation, 6 views)" in text
 
 
 @pytest.mark.parametrize("kernels_only", [True, False])
