@@ -81,6 +81,8 @@ def train(
     workspace = storage.as_workspace(workspace)
     run = workspace.run(run_id or new_run_id(config))
     if run.completed and not retrain:
+        # Returning a finished run trained with other settings would report its figures as this config's.
+        _refuse_other_settings(run, config)
         log.info("Run %s is already complete; pass retrain=True to train it again.", run.run_id)
         return RunResult.load(run)
     if retrain and run.path.exists():
@@ -210,16 +212,21 @@ def _predict_split(run_id, workspace, config: RunConfig, split: str):
 # -------------------------------------------------------------------------------------------------- steps
 
 
-def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
+def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
+    """Raise ``RunConfigError`` naming every difference when the run folder holds a run with other settings."""
     stored = run.read_json(storage.CONFIG_FILE)
-    if stored is not None:
-        differences = RunConfig.from_dict(stored).differences(config)
-        if differences:
-            listed = ", ".join(f"{k}: {old!r} on disk vs {new!r} now" for k, (old, new) in differences.items())
-            raise RunConfigError(
-                f"run {run.run_id!r} exists with other settings ({listed}); resume it with the same settings "
-                "or choose a new run id"
-            )
+    differences = RunConfig.from_dict(stored).differences(config) if stored is not None else {}
+    if differences:
+        listed = ", ".join(f"{k}: {old!r} on disk vs {new!r} now" for k, (old, new) in differences.items())
+        raise RunConfigError(
+            f"run {run.run_id!r} exists with other settings ({listed}); use the same settings, a new run id, "
+            "or retrain it"
+        )
+
+
+def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
+    _refuse_other_settings(run, config)
+    if run.read_json(storage.CONFIG_FILE) is not None:
         log.info("Resuming unfinished run %s", run.run_id)
         return
     record = {

@@ -159,6 +159,9 @@ def test_completed_run_is_not_retrained_unless_asked(small_archive, tmp_path, st
     first = train(config, tmp_path / "ws", run_id="once", verbose=0)
     again = train(config, tmp_path / "ws", run_id="once", verbose=0)
     assert again.summary["finished"] == first.summary["finished"]
+    # A finished run is not passed off as the result of other settings (a changed preset, say).
+    with pytest.raises(RunConfigError, match="batch_size: 50 on disk vs 25 now"):
+        train(config.replace(batch_size=25), tmp_path / "ws", run_id="once", verbose=0)
     time.sleep(1.1)
     redone = train(config, tmp_path / "ws", run_id="once", retrain=True, verbose=0)
     assert redone.summary["finished"] != first.summary["finished"]
