@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cifarlib.errors import RunConfigError
-from cifarlib.evaluation import MAX_TTA_TRANSLATE
+from cifarlib.evaluation import translate_problem
 from cifarlib.model import ARCHITECTURES, BATCH_NORM_PLACES
 
 OPTIMIZERS = ("adam", "sgd")
@@ -204,9 +204,8 @@ def _problems(config: RunConfig):
         yield f"early_stopping_patience must be >= 0 or None, got {config.early_stopping_patience!r}"
     if not 0.0 < config.reduce_lr_factor < 1.0:
         yield f"reduce_lr_factor must be in (0, 1), got {config.reduce_lr_factor!r}"
-    if (not isinstance(config.tta_translate, int) or isinstance(config.tta_translate, bool)
-            or not 0 <= config.tta_translate <= MAX_TTA_TRANSLATE):
-        yield f"tta_translate must be an integer from 0 to {MAX_TTA_TRANSLATE} pixels, got {config.tta_translate!r}"
+    if translate_problem(config.tta_translate):
+        yield f"tta_translate {translate_problem(config.tta_translate)}"
     if config.precision not in PRECISIONS:
         yield f"precision must be one of {PRECISIONS}, got {config.precision!r}"
     if config.jit_compile not in ("auto", True, False):

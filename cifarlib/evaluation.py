@@ -20,10 +20,18 @@ import numpy as np
 MAX_TTA_TRANSLATE = 8  # pixels; reflect padding of a 32-pixel image needs the shift well below its size
 
 
+def translate_problem(translate) -> str | None:
+    """Why ``translate`` is not a usable shift (RunConfig and ``tta_views`` both check it), or ``None``."""
+    if not isinstance(translate, int) or isinstance(translate, bool) or not 0 <= translate <= MAX_TTA_TRANSLATE:
+        return f"must be an integer from 0 to {MAX_TTA_TRANSLATE} pixels, got {translate!r}"
+    return None
+
+
 def tta_views(images: np.ndarray, *, tta: bool = False, translate: int = 0) -> Iterator[np.ndarray]:
     """The views of ``images`` (N, H, W, C) that test-time augmentation averages over, the originals first."""
-    if not isinstance(translate, int) or isinstance(translate, bool) or not 0 <= translate <= MAX_TTA_TRANSLATE:
-        raise ValueError(f"translate must be an integer from 0 to {MAX_TTA_TRANSLATE} pixels, got {translate!r}")
+    problem = translate_problem(translate)
+    if problem:
+        raise ValueError(f"translate {problem}")
     shifts = [(0, 0)]
     if tta and translate:
         shifts += [(translate, translate), (-translate, -translate)]

@@ -161,8 +161,8 @@ def run_predictions(
     validation split, same grayscale setting). Predictions use the run's test-time augmentation unless
     ``tta`` / ``tta_translate`` override it (to score a finished run another way without retraining).
     """
-    config = _finished_run_config(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
-    return _predict_split(run_id, workspace, config, split)
+    run, config = _finished_run(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
+    return _predict_split(run, config, split)
 
 
 def evaluate_run(
@@ -175,14 +175,14 @@ def evaluate_run(
     run's config; ``split="validation"`` scores the run's own held-out validation images instead; ``tta`` and
     ``tta_translate`` override the run's test-time augmentation (``None`` keeps it).
     """
-    config = _finished_run_config(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
-    images, labels, probabilities = _predict_split(run_id, workspace, config, split)
+    run, config = _finished_run(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
+    images, labels, probabilities = _predict_split(run, config, split)
     return {**score(probabilities, labels), "images": len(images), "tta": config.tta,
             "tta_translate": config.tta_translate}
 
 
-def _finished_run_config(run_id, workspace, **changes) -> RunConfig:
-    """The stored config of a run that has a ``best.keras``, with the non-``None`` ``changes`` applied."""
+def _finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunConfig]:
+    """A run that has a ``best.keras``, and its stored config with the non-``None`` ``changes`` applied."""
     workspace = storage.as_workspace(workspace)
     if run_id is None:
         raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
@@ -193,17 +193,17 @@ def _finished_run_config(run_id, workspace, **changes) -> RunConfig:
     best = run.file(storage.BEST_MODEL_FILE)
     if not best.is_file():
         raise WorkspaceError(f"{best}: missing; the run has not finished an epoch yet")
-    return RunConfig.from_dict(stored).replace(**{k: v for k, v in changes.items() if v is not None})
+    return run, RunConfig.from_dict(stored).replace(**{k: v for k, v in changes.items() if v is not None})
 
 
-def _predict_split(run_id, workspace, config: RunConfig, split: str):
+def _predict_split(run: storage.RunFolder, config: RunConfig, split: str):
     if split not in EVALUATION_SPLITS:
         raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
     _, validation, test = _load_splits(config)
     images, labels = validation if split == "validation" else test
     if len(images) == 0:
-        raise RunConfigError(f"data source {config.data!r} gives run {run_id!r} no {split} images")
-    model = keras.saving.load_model(storage.as_workspace(workspace).run(run_id).file(storage.BEST_MODEL_FILE))
+        raise RunConfigError(f"data source {config.data!r} gives run {run.run_id!r} no {split} images")
+    model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
     probabilities = predict_probabilities(model, images, batch_size=config.batch_size, tta=config.tta,
                                           tta_translate=config.tta_translate)
     return images, labels, probabilities
