@@ -204,8 +204,8 @@ def _problems(config: RunConfig):
         yield f"early_stopping_patience must be >= 0 or None, got {config.early_stopping_patience!r}"
     if not 0.0 < config.reduce_lr_factor < 1.0:
         yield f"reduce_lr_factor must be in (0, 1), got {config.reduce_lr_factor!r}"
-    if translate_problem(config.tta_translate):
-        yield f"tta_translate {translate_problem(config.tta_translate)}"
+    if problem := translate_problem(config.tta_translate):
+        yield f"tta_translate {problem}"
     if config.precision not in PRECISIONS:
         yield f"precision must be one of {PRECISIONS}, got {config.precision!r}"
     if config.jit_compile not in ("auto", True, False):

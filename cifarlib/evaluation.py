@@ -60,11 +60,11 @@ def predict_probabilities(
     model, images: np.ndarray, *, batch_size: int = 256, tta: bool = False, tta_translate: int = 0
 ) -> np.ndarray:
     """Class probabilities ``(N, 10)``: the mean over the views of ``tta_views``."""
-    total = None
+    total, count = 0.0, 0
     for view in tta_views(images, tta=tta, translate=tta_translate):
-        probabilities = np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype=np.float64)
-        total = probabilities if total is None else total + probabilities
-    return total / tta_view_count(tta=tta, translate=tta_translate)
+        total = total + np.asarray(model.predict(view, batch_size=batch_size, verbose=0), dtype=np.float64)
+        count += 1
+    return total / count
 
 
 def score(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
