@@ -68,7 +68,9 @@ ARCHITECTURES = {
         l2=0.0,  # the tuned recipe applies decoupled weight decay in the optimizer instead
         head_pool="global",
         normalization="per_channel",
-        crop_padding=4,
+        # 2-pixel crops, not the usual 4: on a 10-epoch budget the network underfits. Full width, seeds 0 / 1: +0.82 /
+        # +0.16 points one-view, +0.26 / +0.58 with the preset's test-time augmentation (README, Accuracy).
+        crop_padding=2,
     ),
 }
 
