@@ -64,6 +64,8 @@ ARCHITECTURES = {
     "tuned": Architecture(
         head_units=(),
         head_dropout=0.0,
+        # conv-BN-ReLU in every branch beat BN after the concatenation, the rest of this recipe unchanged. Full width,
+        # 10 epochs, seeds 0 / 1: 87.32% against 85.70% one-view, 88.26% against 86.78% with TTA (README, Accuracy).
         batch_norm="branch",
         l2=0.0,  # the tuned recipe applies decoupled weight decay in the optimizer instead
         head_pool="global",
