@@ -33,7 +33,15 @@ from cifarlib.pipeline import make_inputs
 
 EPOCH_IMAGES = 50_000
 # Dense bf16/fp16 tensor-core peaks from the vendors' datasheets, TFLOP/s, by a substring of the device name.
-PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "V100": 125.0, "T4": 65.0, "A10": 125.0}
+PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L4": 121.0,
+    "V100": 125.0,
+    "T4": 65.0,
+    "A10": 125.0,
+}
 
 
 def forward_multiply_adds(model: keras.Model) -> int:
@@ -54,7 +62,9 @@ def training_flops_per_image(model: keras.Model) -> float:
     return 6.0 * forward_multiply_adds(model)
 
 
-def measure_throughput(way: str, *, batch_size: int = 256, steps: int = 20, warmup: int = 3, seed: int = 0) -> dict:
+def measure_throughput(
+    way: str, *, batch_size: int = 256, steps: int = 20, warmup: int = 3, seed: int = 0
+) -> dict:
     """Train the seed network ``warmup + steps`` steps the ``"reference"`` or ``"cifarlib"`` way; images per second."""
     if way not in ("reference", "cifarlib"):
         raise ValueError(f"way must be 'reference' or 'cifarlib', got {way!r}")
@@ -68,22 +78,45 @@ def measure_throughput(way: str, *, batch_size: int = 256, steps: int = 20, warm
             keras.mixed_precision.set_global_policy("float32")
             model = build_inception("seed")
             jit = False if keras.backend.backend() == "tensorflow" else "auto"
-            model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=jit)
-            x = images.astype(np.float64)  # pixel / 255 happens in the model; the array is float64 like the reference's
+            model.compile(
+                optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=jit
+            )
+            x = images.astype(
+                np.float64
+            )  # pixel / 255 happens in the model; the array is float64 like the reference's
             y = np.eye(NUM_CLASSES, dtype=np.float64)[labels]
-            warm_inputs, timed_inputs = (x[: batch_size * warmup], y[: batch_size * warmup]), (x[batch_size * warmup:], y[batch_size * warmup:])
-            fit = lambda data: model.fit(data[0], data[1], batch_size=batch_size, epochs=1, shuffle=True, verbose=0)  # noqa: E731
+            warm_inputs, timed_inputs = (
+                (x[: batch_size * warmup], y[: batch_size * warmup]),
+                (x[batch_size * warmup :], y[batch_size * warmup :]),
+            )
+            fit = lambda data: model.fit(
+                data[0], data[1], batch_size=batch_size, epochs=1, shuffle=True, verbose=0
+            )  # noqa: E731
             precision = "float32"
         else:
             keras.mixed_precision.set_global_policy(plan.precision)
             model = build_inception("seed")
-            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                          jit_compile=plan.jit_compile)
+            model.compile(
+                optimizer="adam",
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+                jit_compile=plan.jit_compile,
+            )
             split = batch_size * warmup
-            warm_inputs = make_inputs(images[:split], labels[:split], batch_size=batch_size, shuffle=True, seed=seed)
-            timed_inputs = make_inputs(images[split:], labels[split:], batch_size=batch_size, shuffle=True, seed=seed)
-            fit = lambda data: model.fit(data.data, data.labels, batch_size=data.batch_size, shuffle=data.shuffle,  # noqa: E731
-                                         epochs=1, verbose=0)
+            warm_inputs = make_inputs(
+                images[:split], labels[:split], batch_size=batch_size, shuffle=True, seed=seed
+            )
+            timed_inputs = make_inputs(
+                images[split:], labels[split:], batch_size=batch_size, shuffle=True, seed=seed
+            )
+            fit = lambda data: model.fit(
+                data.data,
+                data.labels,
+                batch_size=data.batch_size,
+                shuffle=data.shuffle,  # noqa: E731
+                epochs=1,
+                verbose=0,
+            )
             precision, jit = plan.precision, plan.jit_compile
         fit(warm_inputs)
         started = time.perf_counter()
@@ -119,17 +152,24 @@ def measure_peak_memory(batch_size: int, plan: DevicePlan, *, steps: int = 3) ->
         inputs = make_inputs(images, labels, batch_size=batch_size, shuffle=False)
         model.fit(inputs.data, inputs.labels, batch_size=inputs.batch_size, epochs=1, verbose=0)
         measured = _peak_memory_bytes(backend) / 1024**3
-        estimated = estimate_memory(model, batch_size, method="training", optimizer="adam", precision=plan.precision)
-        return {"batch_size": batch_size, "estimated_gib": estimated, "measured_gib": measured,
-                "error": estimated / measured - 1.0 if measured else float("nan")}
+        estimated = estimate_memory(
+            model, batch_size, method="training", optimizer="adam", precision=plan.precision
+        )
+        return {
+            "batch_size": batch_size,
+            "estimated_gib": estimated,
+            "measured_gib": measured,
+            "error": estimated / measured - 1.0 if measured else float("nan"),
+        }
     finally:
         keras.mixed_precision.set_global_policy("float32")
         keras.backend.clear_session()
         gc.collect()
 
 
-def run_benchmark(*, batch_size: int = 256, steps: int = 20, warmup: int = 3,
-                  memory_batches=(64, 128, 256, 512)) -> str:
+def run_benchmark(
+    *, batch_size: int = 256, steps: int = 20, warmup: int = 3, memory_batches=(64, 128, 256, 512)
+) -> str:
     """Both ways, their ratio, and on a GPU the TFLOP/s and memory table; returns the printed report."""
     plan = plan_device(RunConfig(batch_size=batch_size))
     reference = measure_throughput("reference", batch_size=batch_size, steps=steps, warmup=warmup)
@@ -140,17 +180,23 @@ def run_benchmark(*, batch_size: int = 256, steps: int = 20, warmup: int = 3,
         f"{'way':<10} {'precision':<15} {'XLA':<5} {'images/s':>10} {'s / 50k epoch':>14}",
     ]
     for result in (reference, ours):
-        lines.append(f"{result['way']:<10} {result['precision']:<15} {str(result['jit_compile']):<5} "
-                     f"{result['images_per_second']:>10.1f} {result['seconds_per_epoch']:>14.1f}")
+        lines.append(
+            f"{result['way']:<10} {result['precision']:<15} {str(result['jit_compile']):<5} "
+            f"{result['images_per_second']:>10.1f} {result['seconds_per_epoch']:>14.1f}"
+        )
     lines.append(f"speed-up: {ours['images_per_second'] / reference['images_per_second']:.2f}x")
     if plan.device.kind == "gpu":
         peak = next((value for key, value in PEAK_TFLOPS.items() if key in plan.device.name), None)
         achieved = f"{ours['tflops']:.1f} TFLOP/s achieved"
-        lines.append(achieved + (f" of {peak:.0f} peak ({ours['tflops'] / peak:.1%})" if peak else " (peak unknown)"))
+        lines.append(
+            achieved + (f" of {peak:.0f} peak ({ours['tflops'] / peak:.1%})" if peak else " (peak unknown)")
+        )
         lines.append(f"{'batch':>6} {'estimated GiB':>14} {'measured GiB':>13} {'error':>7}")
         for batch in memory_batches:
             row = measure_peak_memory(batch, plan)
-            lines.append(f"{batch:>6} {row['estimated_gib']:>14.2f} {row['measured_gib']:>13.2f} {row['error']:>+7.1%}")
+            lines.append(
+                f"{batch:>6} {row['estimated_gib']:>14.2f} {row['measured_gib']:>13.2f} {row['error']:>+7.1%}"
+            )
     else:
         lines.append("no GPU: TFLOP/s against peak and the memory table are measured on GPUs only")
     return "\n".join(lines)

@@ -55,11 +55,20 @@ def accuracy_benchmark(
         for seed in seeds:
             overrides = {"batch_size": batch_size} if batch_size else {}
             config = RunConfig.from_preset(
-                recipe, data=str(data), epochs=epochs, seed=seed, width=width, train_size=train_size,
-                validation_fraction=VALIDATION_FRACTION, **overrides,
+                recipe,
+                data=str(data),
+                epochs=epochs,
+                seed=seed,
+                width=width,
+                train_size=train_size,
+                validation_fraction=VALIDATION_FRACTION,
+                **overrides,
             )
-            run_id = (f"bench-accuracy-{recipe}-w{width:g}-e{epochs}-s{seed}" + (f"-n{train_size}" if train_size else "")
-                      + (f"-b{batch_size}" if batch_size else ""))
+            run_id = (
+                f"bench-accuracy-{recipe}-w{width:g}-e{epochs}-s{seed}"
+                + (f"-n{train_size}" if train_size else "")
+                + (f"-b{batch_size}" if batch_size else "")
+            )
             log.warning("Training %s (recipe %s, seed %d)", run_id, recipe, seed)
             result = train(config, workspace, run_id=run_id, verbose=2)
             history = result.history.set_index("epoch")
@@ -67,7 +76,9 @@ def accuracy_benchmark(
             columns[column] = history["val_accuracy"]
             columns[f"{column} s/epoch"] = history["seconds"]
             final[column] = result.summary.get("final_val_accuracy")
-            tta[recipe] = describe_tta(bool(result.summary.get("tta")), result.summary.get("tta_translate", 0))
+            tta[recipe] = describe_tta(
+                bool(result.summary.get("tta")), result.summary.get("tta_translate", 0)
+            )
     table = pd.DataFrame(columns)
     # Per-run scalars ride along with the per-epoch table (None for runs finished by an older cifarlib).
     table.attrs["final_val_accuracy"] = final
@@ -84,12 +95,16 @@ def format_accuracy_table(table: pd.DataFrame) -> str:
     for recipe in recipes:
         last = accuracy[[c for c in accuracy if c.split(" ")[0] == recipe]].iloc[-1] * 100
         seconds = table[[c for c in table if c.startswith(recipe) and c.endswith("s/epoch")]].mean().mean()
-        lines.append(f"{recipe:>6}: {_mean_and_spread(list(last))} validation accuracy after {len(accuracy)} epochs, "
-                     f"{seconds:.0f} s/epoch")
+        lines.append(
+            f"{recipe:>6}: {_mean_and_spread(list(last))} validation accuracy after {len(accuracy)} epochs, "
+            f"{seconds:.0f} s/epoch"
+        )
         scored = [final.get(c) for c in last.index]
         if scored and all(v is not None for v in scored):
-            lines.append(f"{'':>6}  {_mean_and_spread([100 * v for v in scored])} with the recipe's evaluation "
-                         f"({tta.get(recipe, 'no test-time augmentation')}), same weights")
+            lines.append(
+                f"{'':>6}  {_mean_and_spread([100 * v for v in scored])} with the recipe's evaluation "
+                f"({tta.get(recipe, 'no test-time augmentation')}), same weights"
+            )
     return "\n".join(lines)
 
 

@@ -121,7 +121,9 @@ class RunPublisher(keras.callbacks.Callback):
     def _publish_history(self):
         import pandas as pd
 
-        storage.atomic_write_text(self.run.file(storage.HISTORY_FILE), pd.DataFrame(self.rows).to_csv(index=False))
+        storage.atomic_write_text(
+            self.run.file(storage.HISTORY_FILE), pd.DataFrame(self.rows).to_csv(index=False)
+        )
 
     def _publish_tensorboard(self):
         source = self.staging / storage.TENSORBOARD_DIR

@@ -35,7 +35,9 @@ class RunConfig:
 
     preset: str = _setting("seed", "architecture preset (cifarlib.model.ARCHITECTURES) and recipe name")
     # Data
-    data: str = _setting("keras", "'keras', 'synthetic', or a path to an archive / batches folder / image folder")
+    data: str = _setting(
+        "keras", "'keras', 'synthetic', or a path to an archive / batches folder / image folder"
+    )
     train_size: int | None = _setting(None, "first N training images (quick runs); None: all")
     validation_fraction: float = _setting(0.2, "seeded, class-balanced share of the training images held out")
     grayscale: bool = _setting(False, "train on 0.299 R + 0.587 G + 0.114 B, one channel")
@@ -45,29 +47,46 @@ class RunConfig:
     batch_norm: str | None = _setting(None, "'concat' (after each module), 'branch' (conv-BN-ReLU) or 'none'")
     head_dropout: float | None = _setting(None, "dropout rate after each hidden dense layer")
     l2: float | None = _setting(None, "L2 factor on conv and hidden dense kernels")
-    crop_padding: int | None = _setting(None, "pixels of random-crop padding (with flips); 0 disables augmentation")
+    crop_padding: int | None = _setting(
+        None, "pixels of random-crop padding (with flips); 0 disables augmentation"
+    )
     # Optimisation
     batch_size: int = _setting(256, "images per step on one replica")
     epochs: int = _setting(100, "upper bound; early stopping may end sooner")
     optimizer: str = _setting("adam", "'adam', or 'sgd' with Nesterov momentum")
     learning_rate: float = _setting(1e-3, "initial rate (plateau/constant) or peak rate (cosine)")
     momentum: float = _setting(0.9, "SGD only")
-    weight_decay: float = _setting(0.0, "decoupled weight decay per unit learning rate (AdamW-style); 0: none")
+    weight_decay: float = _setting(
+        0.0, "decoupled weight decay per unit learning rate (AdamW-style); 0: none"
+    )
     decay_kernels_only: bool = _setting(
-        False, "weight decay on kernels only, not on BatchNorm scales/offsets or biases; False: every weight")
+        False, "weight decay on kernels only, not on BatchNorm scales/offsets or biases; False: every weight"
+    )
     label_smoothing: float = _setting(0.0, "share of the target mass spread over all classes")
-    schedule: str = _setting("plateau", "'plateau' (ReduceLROnPlateau), 'cosine' (linear warm-up, cosine decay), 'constant'")
+    schedule: str = _setting(
+        "plateau", "'plateau' (ReduceLROnPlateau), 'cosine' (linear warm-up, cosine decay), 'constant'"
+    )
     warmup_epochs: float = _setting(0.0, "cosine only: epochs of linear warm-up from 0 to the peak")
     # Callbacks, as in the reference notebook
-    monitor: str = _setting("val_loss", "metric for the best checkpoint, early stopping and the plateau schedule")
-    early_stopping_patience: int | None = _setting(10, "epochs without improvement before stopping; None: never stop")
+    monitor: str = _setting(
+        "val_loss", "metric for the best checkpoint, early stopping and the plateau schedule"
+    )
+    early_stopping_patience: int | None = _setting(
+        10, "epochs without improvement before stopping; None: never stop"
+    )
     reduce_lr_factor: float = _setting(0.3, "plateau schedule: multiply the rate by this")
     reduce_lr_patience: int = _setting(4, "plateau schedule: epochs without improvement before reducing")
-    reduce_lr_min_delta: float = _setting(1e-4, "plateau schedule: smallest change that counts as improvement")
+    reduce_lr_min_delta: float = _setting(
+        1e-4, "plateau schedule: smallest change that counts as improvement"
+    )
     # Evaluation
-    tta: bool = _setting(False, "test-time augmentation: average the predictions for each image and its mirror")
+    tta: bool = _setting(
+        False, "test-time augmentation: average the predictions for each image and its mirror"
+    )
     tta_translate: int = _setting(
-        0, "with tta: also average over the image and its mirror shifted N pixels down-right and up-left; 0: none")
+        0,
+        "with tta: also average over the image and its mirror shifted N pixels down-right and up-left; 0: none",
+    )
     # Device (see cifarlib.device)
     precision: str = _setting("auto", "'auto' picks per device; or float32, mixed_float16, mixed_bfloat16")
     jit_compile: str | bool = _setting("auto", "XLA: 'auto' picks per device by measurement; or True / False")
@@ -178,7 +197,9 @@ def _problems(config: RunConfig):
         yield f"head_dropout must be in [0, 1), got {config.head_dropout!r}"
     if config.l2 is not None and config.l2 < 0:
         yield f"l2 must be >= 0, got {config.l2!r}"
-    if config.crop_padding is not None and (not isinstance(config.crop_padding, int) or config.crop_padding < 0):
+    if config.crop_padding is not None and (
+        not isinstance(config.crop_padding, int) or config.crop_padding < 0
+    ):
         yield f"crop_padding must be a non-negative integer, got {config.crop_padding!r}"
     yield from positive_int("batch_size")
     yield from positive_int("epochs")

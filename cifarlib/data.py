@@ -93,7 +93,9 @@ def load_cifar10(
     source_text = os.fspath(source)
     if source_text == "synthetic":
         # Generated data has no fixed size: make exactly the training images asked for.
-        (x_train, y_train), test = synthetic_cifar10(train_size or synthetic_size[0], synthetic_size[1], seed=seed)
+        (x_train, y_train), test = synthetic_cifar10(
+            train_size or synthetic_size[0], synthetic_size[1], seed=seed
+        )
     elif source_text == "keras":
         (x_train, y_train), test = _load_path(download_official(cache_dir), cache_dir)
     else:
@@ -437,7 +439,9 @@ def _read_batches_folder(folder: Path) -> tuple[Split, Split]:
         names = read_batch(folder / META_FILE).get("label_names")
         decoded = tuple(n.decode() if isinstance(n, bytes) else n for n in names or ())
         if decoded != CLASS_NAMES:
-            raise DataError(f"{folder / META_FILE}: label_names {decoded} differ from CIFAR-10's {CLASS_NAMES}")
+            raise DataError(
+                f"{folder / META_FILE}: label_names {decoded} differ from CIFAR-10's {CLASS_NAMES}"
+            )
     train = [_batch_arrays(folder / name) for name in TRAIN_BATCHES]
     x_train = np.concatenate([images for images, _ in train])
     y_train = np.concatenate([labels for _, labels in train])
@@ -481,7 +485,9 @@ def _check_member(archive_path: Path, member: tarfile.TarInfo, root: Path) -> No
 
 def _check_labels(labels: np.ndarray, where: str) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise DataError(f"{where}: labels must be integers in 0..{NUM_CLASSES - 1}, found {labels.min()}..{labels.max()}")
+        raise DataError(
+            f"{where}: labels must be integers in 0..{NUM_CLASSES - 1}, found {labels.min()}..{labels.max()}"
+        )
 
 
 # ------------------------------------------------------------------------------------------ image folders
@@ -492,7 +498,9 @@ def _read_image_folder(root: Path) -> tuple[Split, Split]:
     if (root / "test").is_dir():
         test = _read_split(root / "test")
     else:
-        log.warning("%s has no test/ folder: the test split is empty; hold out a validation split instead", root)
+        log.warning(
+            "%s has no test/ folder: the test split is empty; hold out a validation split instead", root
+        )
         test = (np.zeros((0, *IMAGE_SHAPE), np.uint8), np.zeros((0,), np.int64))
     return train, test
 
@@ -507,7 +515,9 @@ def _read_split(folder: Path) -> Split:
     if unknown:
         raise DataError(f"{folder}: unknown class folders {unknown}; expected names from {list(CLASS_NAMES)}")
     if not class_folders:
-        raise DataError(f"{folder}: no class folders (expected {folder.name}/<class>/ with png or jpg images)")
+        raise DataError(
+            f"{folder}: no class folders (expected {folder.name}/<class>/ with png or jpg images)"
+        )
     images, labels = [], []
     for class_folder in class_folders:
         files = sorted(p for p in class_folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -78,7 +78,12 @@ def detect_device(backend: str | None = None) -> DeviceInfo:
         if gpus:
             details = tf.config.experimental.get_device_details(gpus[0])
             return DeviceInfo(
-                "gpu", details.get("device_name", "GPU"), len(gpus), details.get("compute_capability"), cpu_bf16, backend
+                "gpu",
+                details.get("device_name", "GPU"),
+                len(gpus),
+                details.get("compute_capability"),
+                cpu_bf16,
+                backend,
             )
         if tpu_info():
             return DeviceInfo("tpu", tpu_info(), 1, None, cpu_bf16, backend)
@@ -100,8 +105,12 @@ def detect_device(backend: str | None = None) -> DeviceInfo:
 
         if torch.cuda.is_available():
             return DeviceInfo(
-                "gpu", torch.cuda.get_device_name(0), torch.cuda.device_count(),
-                torch.cuda.get_device_capability(0), cpu_bf16, backend,
+                "gpu",
+                torch.cuda.get_device_name(0),
+                torch.cuda.device_count(),
+                torch.cuda.get_device_capability(0),
+                cpu_bf16,
+                backend,
             )
         return DeviceInfo("cpu", "CPU", 1, None, cpu_bf16, backend)
     return DeviceInfo("cpu", "CPU", 1, None, cpu_bf16, backend)
@@ -138,11 +147,18 @@ def plan_device(config: RunConfig, device: DeviceInfo | None = None) -> DevicePl
     if device.kind == "cpu" and device.backend != "tensorflow":
         if device.backend in CPU_IMAGES_PER_SECOND:
             ratio = CPU_IMAGES_PER_SECOND["tensorflow"] / CPU_IMAGES_PER_SECOND[device.backend]
-            log.warning("Training on the CPU with the %s backend: on CPUs TensorFlow was measured about %.0fx faster.",
-                        device.backend, ratio)
+            log.warning(
+                "Training on the CPU with the %s backend: on CPUs TensorFlow was measured about %.0fx faster.",
+                device.backend,
+                ratio,
+            )
         else:
-            log.warning("Training on the CPU with the %s backend, which was not measured here; TensorFlow is the "
-                        "fastest CPU backend measured (%d images/s).", device.backend, CPU_IMAGES_PER_SECOND["tensorflow"])
+            log.warning(
+                "Training on the CPU with the %s backend, which was not measured here; TensorFlow is the "
+                "fastest CPU backend measured (%d images/s).",
+                device.backend,
+                CPU_IMAGES_PER_SECOND["tensorflow"],
+            )
     return DevicePlan(device, precision, jit_compile, strategy, replicas)
 
 
@@ -151,7 +167,9 @@ def _choose_strategy(requested: str, device: DeviceInfo) -> str:
         return "default"
     if device.backend != "tensorflow":
         if requested in ("mirrored", "tpu"):
-            raise RunConfigError(f"distribute={requested!r} needs the TensorFlow backend, not {device.backend!r}")
+            raise RunConfigError(
+                f"distribute={requested!r} needs the TensorFlow backend, not {device.backend!r}"
+            )
         if device.count > 1:
             log.warning("tf.distribute is TensorFlow-only: training on one of %d devices", device.count)
         return "default"

@@ -22,7 +22,11 @@ MAX_TTA_TRANSLATE = 8  # pixels; reflect padding of a 32-pixel image needs the s
 
 def translate_problem(translate) -> str | None:
     """Why ``translate`` is not a usable shift (RunConfig and ``tta_views`` both check it), or ``None``."""
-    if not isinstance(translate, int) or isinstance(translate, bool) or not 0 <= translate <= MAX_TTA_TRANSLATE:
+    if (
+        not isinstance(translate, int)
+        or isinstance(translate, bool)
+        or not 0 <= translate <= MAX_TTA_TRANSLATE
+    ):
         return f"must be an integer from 0 to {MAX_TTA_TRANSLATE} pixels, got {translate!r}"
     return None
 
@@ -78,12 +82,21 @@ def score(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def evaluate_model(
-    model, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 256, tta: bool = False, tta_translate: int = 0
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int = 256,
+    tta: bool = False,
+    tta_translate: int = 0,
 ) -> dict:
     """``{"accuracy", "loss"}`` on a test set; ``None`` values where the set is empty."""
     if len(images) == 0:
         return {"accuracy": None, "loss": None}
-    return score(predict_probabilities(model, images, batch_size=batch_size, tta=tta, tta_translate=tta_translate), labels)
+    return score(
+        predict_probabilities(model, images, batch_size=batch_size, tta=tta, tta_translate=tta_translate),
+        labels,
+    )
 
 
 def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -94,4 +107,4 @@ def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     height, width = images.shape[1], images.shape[2]
     padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
     top, left = pad - dy, pad - dx
-    return np.ascontiguousarray(padded[:, top:top + height, left:left + width, :])
+    return np.ascontiguousarray(padded[:, top : top + height, left : left + width, :])

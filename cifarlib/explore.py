@@ -33,12 +33,16 @@ def pixel_statistics(images: np.ndarray) -> pd.DataFrame:
     ).round(4)
 
 
-def plot_sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 10, seed: int = 0, save_to=None):
+def plot_sample_grid(
+    images: np.ndarray, labels: np.ndarray, *, per_class: int = 10, seed: int = 0, save_to=None
+):
     """A grid of random samples: one row per class, labelled with the class name."""
     import matplotlib.pyplot as plt
 
     grid = samples_per_class(labels, per_class, seed=seed)
-    figure, axes = plt.subplots(len(CLASS_NAMES), per_class, figsize=(per_class * 0.9, len(CLASS_NAMES) * 0.95))
+    figure, axes = plt.subplots(
+        len(CLASS_NAMES), per_class, figsize=(per_class * 0.9, len(CLASS_NAMES) * 0.95)
+    )
     for row, indices in enumerate(grid):
         for column, index in enumerate(indices):
             axis = axes[row, column]

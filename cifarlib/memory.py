@@ -55,7 +55,9 @@ def training_memory_breakdown(
         "parameters": 4 * model.count_params(),
         "gradients": 4 * trainable,
         "optimizer_slots": 4 * trainable * OPTIMIZER_SLOTS[optimizer],
-        "activations": batch_size * layer_output_elements(model, include_input=True) * COMPUTE_BYTES[precision],
+        "activations": batch_size
+        * layer_output_elements(model, include_input=True)
+        * COMPUTE_BYTES[precision],
     }
 
 

@@ -93,7 +93,9 @@ def inception_module(
     BatchNormalization between every convolution and its ReLU; ``"none"`` uses neither.
     """
     if len(filters) != 6 or any(int(f) <= 0 for f in filters):
-        raise ValueError(f"filters must be six positive counts [1x1, 3x3r, 3x3, 5x5r, 5x5, proj], got {filters}")
+        raise ValueError(
+            f"filters must be six positive counts [1x1, 3x3r, 3x3, 5x5r, 5x5, proj], got {filters}"
+        )
     if batch_norm not in BATCH_NORM_PLACES:
         raise ValueError(f"batch_norm must be one of {BATCH_NORM_PLACES}, got {batch_norm!r}")
     f1, f3r, f3, f5r, f5, fpool = (int(f) for f in filters)
@@ -116,7 +118,9 @@ def inception_module(
     return x
 
 
-def dense_block(inputs, units: int, *, name: str, l2: float = REFERENCE_L2, dropout: float = 0.5, batch_norm: bool = True):
+def dense_block(
+    inputs, units: int, *, name: str, l2: float = REFERENCE_L2, dropout: float = 0.5, batch_norm: bool = True
+):
     """The reference head unit: Dense (ReLU, L2) then Dropout then BatchNormalization."""
     if int(units) <= 0:
         raise ValueError(f"units must be positive, got {units}")
@@ -179,7 +183,9 @@ def build_inception(
         x = layers.AveragePooling2D(2, name="average_pool")(x)
         x = layers.Flatten(name="flatten")(x)
     for index, units in enumerate(architecture.head_units, start=1):
-        x = dense_block(x, scaled(units), name=f"dense_{index}", l2=architecture.l2, dropout=architecture.head_dropout)
+        x = dense_block(
+            x, scaled(units), name=f"dense_{index}", l2=architecture.l2, dropout=architecture.head_dropout
+        )
     # The class probabilities stay float32 under mixed precision, so the loss is computed in float32.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"inception_{preset}")
@@ -196,7 +202,9 @@ def resolve_architecture(preset: str, **overrides) -> Architecture:
     if architecture.batch_norm not in BATCH_NORM_PLACES:
         raise ValueError(f"batch_norm must be one of {BATCH_NORM_PLACES}, got {architecture.batch_norm!r}")
     if architecture.normalization not in ("scale", "per_channel"):
-        raise ValueError(f"normalization must be 'scale' or 'per_channel', got {architecture.normalization!r}")
+        raise ValueError(
+            f"normalization must be 'scale' or 'per_channel', got {architecture.normalization!r}"
+        )
     if architecture.head_pool not in ("average2x2", "global"):
         raise ValueError(f"head_pool must be 'average2x2' or 'global', got {architecture.head_pool!r}")
     return architecture
@@ -207,7 +215,9 @@ def _conv_unit(x, filters: int, kernel: int, name: str, *, l2: float, branch_bn:
         return layers.Conv2D(
             filters, kernel, padding="same", activation="relu", kernel_regularizer=_l2(l2), name=name
         )(x)
-    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, kernel_regularizer=_l2(l2), name=name)(x)
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, kernel_regularizer=_l2(l2), name=name)(
+        x
+    )
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 

@@ -19,8 +19,16 @@ from cifarlib.data import CLASS_NAMES
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = [
-    "run_id", "status", "preset", "batch_size", "epochs_run", "best_epoch", "best_val_accuracy",
-    "test_accuracy", "seconds_per_epoch", "total_seconds",
+    "run_id",
+    "status",
+    "preset",
+    "batch_size",
+    "epochs_run",
+    "best_epoch",
+    "best_val_accuracy",
+    "test_accuracy",
+    "seconds_per_epoch",
+    "total_seconds",
 ]
 
 
@@ -55,8 +63,13 @@ def _run_row(run: storage.RunFolder) -> dict:
     if summary is not None:
         return {"status": "completed", **{k: summary.get(k) for k in TABLE_COLUMNS if k != "status"}}
     history = run.read_history()
-    row = {"run_id": run.run_id, "status": "unfinished", "preset": config.get("preset"),
-           "batch_size": config.get("batch_size"), "epochs_run": len(history)}
+    row = {
+        "run_id": run.run_id,
+        "status": "unfinished",
+        "preset": config.get("preset"),
+        "batch_size": config.get("batch_size"),
+        "epochs_run": len(history),
+    }
     if len(history) and "val_accuracy" in history:
         row["best_val_accuracy"] = float(history["val_accuracy"].max())
         row["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"])
@@ -97,9 +110,17 @@ def plot_curves(workspace, run_ids: list[str] | None = None, *, save_to=None):
         for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
             axis.plot(history["epoch"], history[metric], color=color, label=f"{run.run_id} train")
             if f"val_{metric}" in history:
-                axis.plot(history["epoch"], history[f"val_{metric}"], color=color, linestyle="--",
-                          label=f"{run.run_id} val")
-    for axis, title in ((loss_axis, "loss (categorical cross-entropy)"), (accuracy_axis, "categorical accuracy")):
+                axis.plot(
+                    history["epoch"],
+                    history[f"val_{metric}"],
+                    color=color,
+                    linestyle="--",
+                    label=f"{run.run_id} val",
+                )
+    for axis, title in (
+        (loss_axis, "loss (categorical cross-entropy)"),
+        (accuracy_axis, "categorical accuracy"),
+    ):
         axis.set_xlabel("epoch")
         axis.set_title(title)
         axis.grid(alpha=0.3)
@@ -132,7 +153,12 @@ def plot_batch_size_analysis(table: pd.DataFrame, *, save_to=None):
         ("best_val_accuracy", "accuracy"),
     ]
     for axis, (column, title) in zip(axes, panels):
-        axis.plot(analysis.index, analysis[column], marker="o", label="validation" if column == "best_val_accuracy" else None)
+        axis.plot(
+            analysis.index,
+            analysis[column],
+            marker="o",
+            label="validation" if column == "best_val_accuracy" else None,
+        )
         if column == "best_val_accuracy":
             axis.plot(analysis.index, analysis["test_accuracy"], marker="s", label="test")
             axis.set_ylim(0, 1)
@@ -150,7 +176,9 @@ def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFr
     predicted = np.argmax(probabilities, axis=1)
     counts = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), dtype=np.int64)
     np.add.at(counts, (np.asarray(labels), predicted), 1)
-    return pd.DataFrame(counts, index=pd.Index(CLASS_NAMES, name="true"), columns=pd.Index(CLASS_NAMES, name="predicted"))
+    return pd.DataFrame(
+        counts, index=pd.Index(CLASS_NAMES, name="true"), columns=pd.Index(CLASS_NAMES, name="predicted")
+    )
 
 
 def per_class_accuracy(matrix: pd.DataFrame) -> pd.Series:
@@ -167,8 +195,15 @@ def plot_confusion_matrix(matrix: pd.DataFrame, *, title: str = "", save_to=None
     shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
     image = axis.imshow(shares.values, cmap="Blues", vmin=0, vmax=1)
     for (row, column), count in np.ndenumerate(matrix.values):
-        axis.text(column, row, str(count), ha="center", va="center", fontsize=7,
-                  color="white" if shares.values[row, column] > 0.5 else "black")
+        axis.text(
+            column,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if shares.values[row, column] > 0.5 else "black",
+        )
     axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right")
     axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
     axis.set_xlabel("predicted")
@@ -192,9 +227,14 @@ def plot_misclassified(images, labels, probabilities, *, count: int = 20, save_t
         axis.axis("off")
     for axis, index in zip(axes.flat, wrong):
         axis.imshow(images[index].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
-        axis.set_title(f"true {CLASS_NAMES[labels[index]]}\npred {CLASS_NAMES[predicted[index]]} "
-                       f"({probabilities[index, predicted[index]]:.0%})", fontsize=8)
-    figure.suptitle(f"{len(wrong)} misclassified test images" if len(wrong) else "no misclassified test images")
+        axis.set_title(
+            f"true {CLASS_NAMES[labels[index]]}\npred {CLASS_NAMES[predicted[index]]} "
+            f"({probabilities[index, predicted[index]]:.0%})",
+            fontsize=8,
+        )
+    figure.suptitle(
+        f"{len(wrong)} misclassified test images" if len(wrong) else "no misclassified test images"
+    )
     return finish_figure(figure, save_to)
 
 
@@ -206,7 +246,9 @@ def plots_dir(workspace, *, sweep: str | None = None) -> Path:
     return folder
 
 
-def write_plots(workspace, *, sweep: str | None = None, run_id: str | None = None, data: str | None = None) -> list[Path]:
+def write_plots(
+    workspace, *, sweep: str | None = None, run_id: str | None = None, data: str | None = None
+) -> list[Path]:
     """Every plot of ``04_results`` as PNG files (for the command line); returns their paths.
 
     Comparisons go to ``plots_dir``; the confusion matrix and misclassified gallery of ``run_id`` (default: the
@@ -237,8 +279,6 @@ def latest_completed_run(workspace) -> str | None:
     """The id of the newest completed run, or ``None``."""
     completed = [run.run_id for run in storage.as_workspace(workspace).runs() if run.completed]
     return completed[-1] if completed else None
-
-
 
 
 def finish_figure(figure, save_to=None):

@@ -181,7 +181,9 @@ def _mount_drive(drive_folder: str) -> Path:
     try:
         from google.colab import drive
     except ImportError as error:
-        raise WorkspaceError("Google Drive can only be mounted inside Colab; pass a local workspace path") from error
+        raise WorkspaceError(
+            "Google Drive can only be mounted inside Colab; pass a local workspace path"
+        ) from error
     try:
         drive.mount(COLAB_MOUNT_POINT)
     except Exception as error:  # noqa: BLE001 - mount failures come as several exception types.
@@ -248,7 +250,11 @@ def mirror_tree(source: Path, destination: Path) -> None:
             continue
         target = destination / file.relative_to(source)
         stat = file.stat()
-        if target.is_file() and target.stat().st_size == stat.st_size and target.stat().st_mtime >= stat.st_mtime:
+        if (
+            target.is_file()
+            and target.stat().st_size == stat.st_size
+            and target.stat().st_mtime >= stat.st_mtime
+        ):
             continue
         atomic_copy(file, target)
 
@@ -271,4 +277,6 @@ def _atomic(path: Path, write) -> None:
 
 def _workspace_error(path: Path, error: OSError) -> WorkspaceError:
     reason = error.strerror or str(error)
-    return WorkspaceError(f"cannot write {path} ({reason}); is the Drive still mounted and is there space left?")
+    return WorkspaceError(
+        f"cannot write {path} ({reason}); is the Drive still mounted and is there space left?"
+    )

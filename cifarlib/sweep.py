@@ -76,8 +76,12 @@ def run_sweep(
             papermill.execute_notebook(
                 str(notebook),
                 str(run.file(EXECUTED_NOTEBOOK)),
-                parameters={**parameters, "batch_size": batch_size, "run_id": run_id,
-                            "workspace": str(workspace.root)},
+                parameters={
+                    **parameters,
+                    "batch_size": batch_size,
+                    "run_id": run_id,
+                    "workspace": str(workspace.root),
+                },
                 kernel_name=kernel_name,
                 progress_bar=progress,
                 cwd=str(notebook.parent),
@@ -85,7 +89,10 @@ def run_sweep(
         except papermill.PapermillExecutionError as error:
             message = f"{error.ename}: {error.evalue}"
             manifest["runs"][run_id] = {"batch_size": batch_size, "status": "failed", "error": message}
-            _say(progress, f"{prefix}: FAILED ({message}); its executed notebook is {run.file(EXECUTED_NOTEBOOK)}")
+            _say(
+                progress,
+                f"{prefix}: FAILED ({message}); its executed notebook is {run.file(EXECUTED_NOTEBOOK)}",
+            )
         else:
             manifest["runs"][run_id] = {"batch_size": batch_size, "status": "completed"}
             _say(progress, f"{prefix}: done in {time.perf_counter() - started:.0f} s")

@@ -108,9 +108,12 @@ def accelerator_summary(report: dict | None = None, *, required: bool = False) -
     report = system_report() if report is None else report
     if report["gpus"]:
         return f"accelerator: GPU ({report['gpus'][0]['name']}" + (
-            f", {len(report['gpus'])} GPUs)" if len(report["gpus"]) > 1 else ")")
+            f", {len(report['gpus'])} GPUs)" if len(report["gpus"]) > 1 else ")"
+        )
     if report["tpu"]:
         return f"accelerator: TPU ({report['tpu']})"
     if required:
-        raise RuntimeError("no GPU or TPU found: in Colab choose Runtime > Change runtime type > GPU, then rerun")
+        raise RuntimeError(
+            "no GPU or TPU found: in Colab choose Runtime > Change runtime type > GPU, then rerun"
+        )
     return "accelerator: none; training will run on the CPU (slow: minutes per epoch for the full network)"

@@ -103,8 +103,14 @@ def train(
 
 def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) -> RunResult:
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
-    log.info("Device %s: precision %s, jit_compile %s, strategy %s x%d",
-             plan.device.name, plan.precision, plan.jit_compile, plan.strategy, plan.replicas)
+    log.info(
+        "Device %s: precision %s, jit_compile %s, strategy %s x%d",
+        plan.device.name,
+        plan.precision,
+        plan.jit_compile,
+        plan.strategy,
+        plan.replicas,
+    )
     global_batch = plan.global_batch(config.batch_size)
     steps_per_epoch = max(1, -(-len(x_train) // global_batch))
 
@@ -117,10 +123,26 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
     staging = _prepare_staging(workspace, run)
     stock, stateful = _stock_callbacks(config, staging, plan)
     publisher = RunPublisher(run, staging, stateful)
-    train_inputs = make_inputs(x_train, y_train, batch_size=global_batch, shuffle=True, seed=config.seed,
-                               one_hot=config.label_smoothing > 0)
-    val_inputs = (make_inputs(x_val, y_val, batch_size=global_batch, shuffle=False, seed=config.seed,
-                              one_hot=config.label_smoothing > 0) if len(x_val) else None)
+    train_inputs = make_inputs(
+        x_train,
+        y_train,
+        batch_size=global_batch,
+        shuffle=True,
+        seed=config.seed,
+        one_hot=config.label_smoothing > 0,
+    )
+    val_inputs = (
+        make_inputs(
+            x_val,
+            y_val,
+            batch_size=global_batch,
+            shuffle=False,
+            seed=config.seed,
+            one_hot=config.label_smoothing > 0,
+        )
+        if len(x_val)
+        else None
+    )
 
     started = time.perf_counter()
     model.fit(
@@ -138,12 +160,21 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
 
     # The last epoch's weights on the validation split, scored the way the test set is (with the run's
     # test-time augmentation): the figure a fixed-budget recipe is compared on, free of best-epoch selection.
-    final_validation = evaluate_model(model, x_val, y_val, batch_size=global_batch, tta=config.tta,
-                                      tta_translate=config.tta_translate)
+    final_validation = evaluate_model(
+        model, x_val, y_val, batch_size=global_batch, tta=config.tta, tta_translate=config.tta_translate
+    )
     best_model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
-    test = evaluate_model(best_model, x_test, y_test, batch_size=global_batch, tta=config.tta,
-                          tta_translate=config.tta_translate)
-    summary = _summary(run, config, plan, model, publisher.rows, test, final_validation, fit_seconds, len(x_train))
+    test = evaluate_model(
+        best_model,
+        x_test,
+        y_test,
+        batch_size=global_batch,
+        tta=config.tta,
+        tta_translate=config.tta_translate,
+    )
+    summary = _summary(
+        run, config, plan, model, publisher.rows, test, final_validation, fit_seconds, len(x_train)
+    )
     storage.atomic_write_text(run.file(storage.SUMMARY_FILE), _json(summary))
     shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
@@ -152,8 +183,13 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
 
 
 def run_predictions(
-    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
-    split: str = "test", tta: bool | None = None, tta_translate: int | None = None,
+    run_id: str,
+    workspace: storage.Workspace | str | Path | None = None,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    tta: bool | None = None,
+    tta_translate: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A run's test (or ``split="validation"``) images, labels, and the class probabilities its ``best.keras`` gives them.
 
@@ -166,8 +202,13 @@ def run_predictions(
 
 
 def evaluate_run(
-    run_id: str, workspace: storage.Workspace | str | Path | None = None, *, data: str | None = None,
-    split: str = "test", tta: bool | None = None, tta_translate: int | None = None,
+    run_id: str,
+    workspace: storage.Workspace | str | Path | None = None,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    tta: bool | None = None,
+    tta_translate: int | None = None,
 ) -> dict:
     """Reload a run's ``best.keras`` and score it on the test set (as ``train`` did at the end) or its validation split.
 
@@ -177,8 +218,12 @@ def evaluate_run(
     """
     run, config = _finished_run(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
     images, labels, probabilities = _predict_split(run, config, split)
-    return {**score(probabilities, labels), "images": len(images), "tta": config.tta,
-            "tta_translate": config.tta_translate}
+    return {
+        **score(probabilities, labels),
+        "images": len(images),
+        "tta": config.tta,
+        "tta_translate": config.tta_translate,
+    }
 
 
 def _finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunConfig]:
@@ -204,8 +249,9 @@ def _predict_split(run: storage.RunFolder, config: RunConfig, split: str):
     if len(images) == 0:
         raise RunConfigError(f"data source {config.data!r} gives run {run.run_id!r} no {split} images")
     model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
-    probabilities = predict_probabilities(model, images, batch_size=config.batch_size, tta=config.tta,
-                                          tta_translate=config.tta_translate)
+    probabilities = predict_probabilities(
+        model, images, batch_size=config.batch_size, tta=config.tta, tta_translate=config.tta_translate
+    )
     return images, labels, probabilities
 
 
@@ -245,11 +291,17 @@ def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
 
 
 def _load_splits(config: RunConfig):
-    (x_train, y_train), (x_test, y_test) = load_cifar10(config.data, train_size=config.train_size, seed=config.seed)
-    (x_train, y_train), (x_val, y_val) = split_validation(x_train, y_train, config.validation_fraction, seed=config.seed)
+    (x_train, y_train), (x_test, y_test) = load_cifar10(
+        config.data, train_size=config.train_size, seed=config.seed
+    )
+    (x_train, y_train), (x_val, y_val) = split_validation(
+        x_train, y_train, config.validation_fraction, seed=config.seed
+    )
     if config.grayscale:
         # Rounded back to uint8 once, so the pipeline still moves bytes, not floats.
-        x_train, x_val, x_test = (np.round(to_grayscale(x)).astype(np.uint8) for x in (x_train, x_val, x_test))
+        x_train, x_val, x_test = (
+            np.round(to_grayscale(x)).astype(np.uint8) for x in (x_train, x_val, x_test)
+        )
     return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
 
@@ -280,7 +332,9 @@ def _compile(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_
     if config.optimizer == "adam":
         optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay)
     else:
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay)
+        optimizer = keras.optimizers.SGD(
+            learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay
+        )
     if decay and config.decay_kernels_only:
         # Decay on a kernel feeding BatchNorm only raises its effective learning rate (BN undoes its scale);
         # decay on BN scales/offsets and biases shrinks the outputs themselves. Set before the optimizer is built.
@@ -305,10 +359,14 @@ def run_memory_estimate(model: keras.Model, config: RunConfig, plan: DevicePlan 
     """GiB ``estimate_memory(method="training")`` gives for this run's batch, optimizer and precision."""
     plan = plan or plan_device(config)
     optimizer = "adam" if config.optimizer == "adam" else "sgd_momentum"
-    return estimate_memory(model, config.batch_size, method="training", optimizer=optimizer, precision=plan.precision)
+    return estimate_memory(
+        model, config.batch_size, method="training", optimizer=optimizer, precision=plan.precision
+    )
 
 
-def warn_if_too_big(model: keras.Model, config: RunConfig, plan: DevicePlan, gpus: list[dict] | None = None) -> str | None:
+def warn_if_too_big(
+    model: keras.Model, config: RunConfig, plan: DevicePlan, gpus: list[dict] | None = None
+) -> str | None:
     """Log (and return) a warning when the training memory estimate exceeds the GPU's free memory."""
     if plan.device.kind != "gpu":
         return None
@@ -322,8 +380,10 @@ def warn_if_too_big(model: keras.Model, config: RunConfig, plan: DevicePlan, gpu
     free = gpus[0]["memory_free_mib"] / 1024
     if needed <= free:
         return None
-    message = (f"estimated training memory {needed:.2f} GiB exceeds the GPU's free {free:.2f} GiB at batch "
-               f"{config.batch_size}: expect an out-of-memory error; lower the batch size")
+    message = (
+        f"estimated training memory {needed:.2f} GiB exceeds the GPU's free {free:.2f} GiB at batch "
+        f"{config.batch_size}: expect an out-of-memory error; lower the batch size"
+    )
     log.warning("%s", message)
     return message
 
@@ -357,15 +417,20 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan):
         )
     if config.schedule == "plateau":
         stateful["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
-            monitor=config.monitor, mode=mode, factor=config.reduce_lr_factor,
-            patience=config.reduce_lr_patience, min_delta=config.reduce_lr_min_delta,
+            monitor=config.monitor,
+            mode=mode,
+            factor=config.reduce_lr_factor,
+            patience=config.reduce_lr_patience,
+            min_delta=config.reduce_lr_min_delta,
         )
     extras = []
     if plan.device.backend == "tensorflow":
         extras.append(keras.callbacks.TensorBoard(str(staging / storage.TENSORBOARD_DIR)))
     else:
-        log.warning("TensorBoard logs are written only under the TensorFlow backend; skipped on %s.",
-                    plan.device.backend)
+        log.warning(
+            "TensorBoard logs are written only under the TensorFlow backend; skipped on %s.",
+            plan.device.backend,
+        )
     # BackupAndRestore comes after the callbacks it must not disturb and before RunPublisher, which reads
     # the epoch it restored.
     backup = keras.callbacks.BackupAndRestore(str(staging / storage.BACKUP_DIR), delete_checkpoint=False)
@@ -428,5 +493,3 @@ def _json(values: dict) -> str:
     import json
 
     return json.dumps(values, indent=2, sort_keys=True, default=str)
-
-

@@ -29,4 +29,3 @@ def small_archive(tmp_path_factory) -> Path:
     return data.write_cifar10_archive(
         tmp_path_factory.mktemp("small") / "cifar-10-python.tar.gz", images_per_batch=100, test_images=100
     )
-

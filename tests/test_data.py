@@ -334,7 +334,9 @@ def test_real_training_images_load(tmp_path):
     if not DEFAULT_DATA.exists():
         pytest.skip(f"{DEFAULT_DATA} is absent: the real images are only on the development machines")
     (x_train, y_train), (x_test, _) = data.load_cifar10(DEFAULT_DATA)
-    assert x_train.shape == (50_000, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (0, 32, 32, 3)
+    assert (
+        x_train.shape == (50_000, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (0, 32, 32, 3)
+    )
     assert set(data.class_counts(y_train).values()) == {5000}
     # The class-sorted files are mixed, so the first 1,000 images hold every class.
     assert len(np.unique(y_train[:1000])) == 10

@@ -89,7 +89,11 @@ def test_pipeline_keeps_uint8_and_shuffles_reproducibly():
     first = make_inputs(images, labels, batch_size=4, shuffle=True, seed=1)
     assert first.data.element_spec[0].dtype.name == "uint8"
     order = [int(y) for _, batch in first.data for y in batch]
-    again = [int(y) for _, batch in make_inputs(images, labels, batch_size=4, shuffle=True, seed=1).data for y in batch]
+    again = [
+        int(y)
+        for _, batch in make_inputs(images, labels, batch_size=4, shuffle=True, seed=1).data
+        for y in batch
+    ]
     assert sorted(order) == list(range(10)) and order == again
     hot = make_inputs(images, labels, batch_size=10, shuffle=False, one_hot=True)
     _, targets = next(iter(hot.data))
@@ -112,12 +116,18 @@ def test_flop_count_matches_the_topology():
 
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+        timeout=900,
+    )
 
 
 def test_two_replica_mirrored_run_on_two_logical_cpus(tmp_path, small_archive):
-    done = _run_python(f"""
+    done = _run_python(
+        f"""
         import json, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -127,12 +137,16 @@ def test_two_replica_mirrored_run_on_two_logical_cpus(tmp_path, small_archive):
         result = train(config, {str(tmp_path / "ws")!r}, run_id="mirrored", verbose=0)
         print(json.dumps({{"summary": result.summary, "epochs": result.history["epoch"].tolist(),
                           "columns": list(result.history.columns)}}))
-    """, CIFARLIB_STAGING=str(tmp_path / "staging"))
+    """,
+        CIFARLIB_STAGING=str(tmp_path / "staging"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["summary"]["replicas"] == 2 and report["summary"]["global_batch_size"] == 50
     assert report["epochs"] == [1, 2]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate"} <= set(report["columns"])
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate"} <= set(
+        report["columns"]
+    )
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -142,14 +156,40 @@ def test_short_training_under_another_backend(tmp_path, small_archive, backend):
     workspace = tmp_path / "ws"
     env = {**os.environ, "KERAS_BACKEND": backend, "CIFARLIB_STAGING": str(tmp_path / "staging")}
     args = [sys.executable, "-m", "cifarlib"]
-    trained = subprocess.run([*args, "train", "--data", str(small_archive), "--width", "0.25", "--batch-size", "50",
-                              "--epochs", "2", "--preset", "tuned", "--workspace", str(workspace), "--run-id", backend],
-                             capture_output=True, text=True, env=env, timeout=900)
+    trained = subprocess.run(
+        [
+            *args,
+            "train",
+            "--data",
+            str(small_archive),
+            "--width",
+            "0.25",
+            "--batch-size",
+            "50",
+            "--epochs",
+            "2",
+            "--preset",
+            "tuned",
+            "--workspace",
+            str(workspace),
+            "--run-id",
+            backend,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "TensorBoard logs are written only under the TensorFlow backend" in trained.stderr
     summary = json.loads((workspace / "runs" / backend / "summary.json").read_text())
     assert summary["keras_backend"] == backend and summary["epochs_run"] == 2 and summary["tta"] is True
-    evaluated = subprocess.run([*args, "evaluate", backend, "--workspace", str(workspace)],
-                               capture_output=True, text=True, env=env, timeout=600)
+    evaluated = subprocess.run(
+        [*args, "evaluate", backend, "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert f"test accuracy {summary['test_accuracy']:.4f}" in evaluated.stdout

@@ -36,7 +36,9 @@ def test_committed_notebook_is_clean(path):
     assert len(parameter_cells) == 1, "exactly one cell tagged 'parameters'"
     for cell in cells:
         text = cell.source + json.dumps(cell.get("outputs", []))
-        assert not CREDENTIAL.search(text), f"{path.name}: a cell holds something that looks like a credential"
+        assert not CREDENTIAL.search(text), (
+            f"{path.name}: a cell holds something that looks like a credential"
+        )
         if cell.cell_type != "code":
             continue
         checked = bool(cell.outputs)
@@ -47,16 +49,21 @@ def test_committed_notebook_is_clean(path):
         else:
             assert cell.execution_count is None, f"{path.name}: execution count on an unchecked cell"
         # Thin notebooks: logic lives in cifarlib, not here.
-        assert not re.search(r"^\s*(def|class|for|while) ", cell.source, re.MULTILINE) or "Setup:" in cell.source
+        assert (
+            not re.search(r"^\s*(def|class|for|while) ", cell.source, re.MULTILINE) or "Setup:" in cell.source
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_skeleton(path):
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
-    assert f"colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{path.name}" in cells[0].source
+    assert (
+        f"colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{path.name}"
+        in cells[0].source
+    )
     code = [c for c in cells if c.cell_type == "code"]
-    assert "find_spec(\"cifarlib\") is None" in code[0].source and "--no-deps" in code[0].source
+    assert 'find_spec("cifarlib") is None' in code[0].source and "--no-deps" in code[0].source
     assert code[1].source.startswith("import cifarlib")
     assert "parameters" in code[2].metadata.get("tags", [])
     # A markdown cell explains each step.
@@ -67,7 +74,12 @@ def test_notebook_skeleton(path):
 
 def test_checked_outputs_cover_the_reference_facts():
     outputs = {
-        path.stem: "".join(o.text for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+        path.stem: "".join(
+            o.text
+            for c in nbformat.read(path, as_version=4).cells
+            if c.cell_type == "code"
+            for o in c.outputs
+        )
         for path in NOTEBOOKS
     }
     assert "seed network: 1,420,834 parameters" in outputs["03_train"]
@@ -83,12 +95,23 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     common = {"workspace": str(workspace)}
     specific = {
         "02_explore_data": {"data": str(small_archive)},
-        "03_train": {"data": str(small_archive), "epochs": 2, "width": 0.25, "batch_size": 100, "run_id": "papermill"},
+        "03_train": {
+            "data": str(small_archive),
+            "epochs": 2,
+            "width": 0.25,
+            "batch_size": 100,
+            "run_id": "papermill",
+        },
     }
     for path in NOTEBOOKS:
         parameters = {**(common if path.stem != "00_gpu_check" else {}), **specific.get(path.stem, {})}
-        papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters=parameters,
-                                   progress_bar=False, cwd=str(path.parent))
+        papermill.execute_notebook(
+            str(path),
+            str(tmp_path / path.name),
+            parameters=parameters,
+            progress_bar=False,
+            cwd=str(path.parent),
+        )
     run_dir = workspace / "runs" / "papermill"
     assert (run_dir / "summary.json").is_file()
     assert (workspace / "plots" / "curves.png").stat().st_size > 1000
@@ -102,11 +125,19 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     # The command line writes the same plots.
     for png in (workspace / "plots").glob("*.png"):
         png.unlink()
-    done = subprocess.run([sys.executable, "-m", "cifarlib", "plots", "--workspace", str(workspace)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cifarlib", "plots", "--workspace", str(workspace)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     written = [Path(line) for line in done.stdout.split()]
-    assert [p.name for p in written] == ["curves.png", "batch_size.png", "confusion_matrix.png", "misclassified.png"]
+    assert [p.name for p in written] == [
+        "curves.png",
+        "batch_size.png",
+        "confusion_matrix.png",
+        "misclassified.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in written)
 
 
@@ -131,12 +162,22 @@ def test_sweep_over_two_batch_sizes(tmp_path, small_archive, capsys, monkeypatch
     assert "[3/4] batch 70 (ci-b70): FAILED (RunConfigError: run 'ci-b70' exists with other settings" in out
     assert "[4/4] batch 25 (ci-b25): done" in out
     status = dict(zip(again["run_id"], again["status"]))
-    assert status == {"ci-b50": "completed", "ci-b100": "completed", "ci-b70": "failed", "ci-b25": "completed"}
+    assert status == {
+        "ci-b50": "completed",
+        "ci-b100": "completed",
+        "ci-b70": "failed",
+        "ci-b25": "completed",
+    }
     executed = nbformat.read(broken / "03_train.ipynb", as_version=4)
-    assert any(o.get("ename") == "RunConfigError" for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert any(
+        o.get("ename") == "RunConfigError" for c in executed.cells if c.cell_type == "code" for o in c.outputs
+    )
     # The command line shows the same sweep.
-    listed = subprocess.run([sys.executable, "-m", "cifarlib", "runs", "--workspace", str(workspace), "--sweep", "ci"],
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "cifarlib", "runs", "--workspace", str(workspace), "--sweep", "ci"],
+        capture_output=True,
+        text=True,
+    )
     assert listed.returncode == 0 and "ci-b70" in listed.stdout and "failed" in listed.stdout
 
 
@@ -146,7 +187,12 @@ def test_tensorboard_logs_open_in_tensorboard(tmp_path, small_archive, monkeypat
     from cifarlib.train import train
 
     monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
-    train(RunConfig(data=str(small_archive), epochs=3, width=0.25, batch_size=50), tmp_path / "ws", run_id="tb", verbose=0)
+    train(
+        RunConfig(data=str(small_archive), epochs=3, width=0.25, batch_size=50),
+        tmp_path / "ws",
+        run_id="tb",
+        verbose=0,
+    )
     logs = tmp_path / "ws" / "runs" / "tb" / "tensorboard"
     for split, prefix in (("train", ""), ("validation", "val_")):
         events = EventAccumulator(str(logs / split), size_guidance={"tensors": 0, "scalars": 0})

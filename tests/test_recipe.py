@@ -38,8 +38,13 @@ def test_each_output_is_a_window_of_the_padded_image_maybe_mirrored():
     for index in range(len(images)):
         windows = [
             (dy, dx, flip)
-            for dy in range(9) for dx in range(9) for flip in (False, True)
-            if np.array_equal(augmented[index], (lambda w: w[:, ::-1] if flip else w)(padded[index, dy:dy + 32, dx:dx + 32]))
+            for dy in range(9)
+            for dx in range(9)
+            for flip in (False, True)
+            if np.array_equal(
+                augmented[index],
+                (lambda w: w[:, ::-1] if flip else w)(padded[index, dy : dy + 32, dx : dx + 32]),
+            )
         ]
         assert windows, f"image {index} is not a crop of its own padded image"
         moved += (4, 4, False) not in windows
@@ -73,7 +78,9 @@ def test_tta_averages_the_prediction_of_the_image_and_its_mirror():
     plain = model.predict(images, verbose=0)
     mirrored = model.predict(images[:, :, ::-1, :], verbose=0)
     assert not np.allclose(plain, mirrored)
-    np.testing.assert_allclose(predict_probabilities(model, images, tta=True), 0.5 * (plain + mirrored), rtol=1e-5)
+    np.testing.assert_allclose(
+        predict_probabilities(model, images, tta=True), 0.5 * (plain + mirrored), rtol=1e-5
+    )
     np.testing.assert_allclose(predict_probabilities(model, images, tta=False), plain, rtol=1e-6)
 
 
@@ -92,10 +99,17 @@ def test_shift_tta_adds_the_image_and_its_mirror_moved_both_ways():
     np.testing.assert_array_equal(views[5], views[4][:, :, ::-1])
     # Shifts ride on the flip: without tta there is one view whatever translate says.
     assert len(list(tta_views(images, tta=False, translate=2))) == 1
-    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
-                              keras.layers.Dense(10, activation="softmax", kernel_initializer="random_normal")])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax", kernel_initializer="random_normal"),
+        ]
+    )
     expected = np.mean([model.predict(v, verbose=0) for v in views], axis=0)
-    np.testing.assert_allclose(predict_probabilities(model, images, tta=True, tta_translate=2), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        predict_probabilities(model, images, tta=True, tta_translate=2), expected, rtol=1e-5
+    )
     assert describe_tta(True, 2) == "flip and 2-pixel shift test-time augmentation, 6 views"
     with pytest.raises(ValueError, match="translate must be an integer from 0 to 8"):
         next(tta_views(images, tta=True, translate=9))
@@ -113,7 +127,13 @@ def test_score_is_categorical_accuracy_and_cross_entropy():
 
 def test_presets_and_validation():
     seed = RunConfig.from_preset("seed")
-    assert (seed.optimizer, seed.learning_rate, seed.batch_size, seed.epochs, seed.schedule) == ("adam", 1e-3, 256, 100, "plateau")
+    assert (seed.optimizer, seed.learning_rate, seed.batch_size, seed.epochs, seed.schedule) == (
+        "adam",
+        1e-3,
+        256,
+        100,
+        "plateau",
+    )
     assert (seed.early_stopping_patience, seed.reduce_lr_factor, seed.reduce_lr_patience) == (10, 0.3, 4)
     tuned = RunConfig.from_preset("tuned", epochs=10)
     assert tuned.epochs == 10 and tuned.optimizer == "sgd" and tuned.label_smoothing == 0.1 and tuned.tta
@@ -125,7 +145,11 @@ def test_presets_and_validation():
         RunConfig.from_preset("seed", colour=True)
     with pytest.raises(RunConfigError) as error:
         RunConfig(batch_size=0, width=-1, optimizer="rmsprop")
-    for part in ("batch_size must be a positive integer", "width must be a positive", "optimizer must be one of"):
+    for part in (
+        "batch_size must be a positive integer",
+        "width must be a positive",
+        "optimizer must be one of",
+    ):
         assert part in str(error.value)
     assert RunConfig.from_dict({**seed.to_dict(), "tensorflow_version": "2.21"}) == seed
 
@@ -133,7 +157,9 @@ def test_presets_and_validation():
 def test_every_setting_is_a_documented_flag():
     import dataclasses
 
-    done = subprocess.run([sys.executable, "-m", "cifarlib", "train", "--help"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cifarlib", "train", "--help"], capture_output=True, text=True
+    )
     assert done.returncode == 0
     for field in dataclasses.fields(RunConfig):
         assert "--" + field.name.replace("_", "-") in done.stdout
@@ -141,8 +167,11 @@ def test_every_setting_is_a_documented_flag():
 
 
 def test_accuracy_benchmark_skips_without_data(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "cifarlib", "bench-accuracy", "--data", str(tmp_path / "absent.tar.gz")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "cifarlib", "bench-accuracy", "--data", str(tmp_path / "absent.tar.gz")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and "bench-accuracy skipped" in done.stdout and "absent.tar.gz" in done.stdout
 
 
@@ -160,7 +189,10 @@ def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monke
     # The last epoch's weights are scored again with each recipe's own evaluation: flip TTA for tuned only.
     final = table.attrs["final_val_accuracy"]
     assert set(final) == {"seed s0", "tuned s0"} and all(0.0 <= v <= 1.0 for v in final.values())
-    assert "(no test-time augmentation)" in text and "(flip and 1-pixel shift test-time augmentation, 6 views)" in text
+    assert (
+        "(no test-time augmentation)" in text
+        and "(flip and 1-pixel shift test-time augmentation, 6 views)" in text
+    )
 
 
 @pytest.mark.parametrize("kernels_only", [True, False])
@@ -172,8 +204,15 @@ def test_kernel_only_weight_decay_leaves_batch_norm_and_biases_alone(kernels_onl
     model = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(2)(inputs)))
     dense, norm = model.layers[1], model.layers[2]
     dense.bias.assign(np.ones(2, "float32"))
-    config = RunConfig(optimizer="sgd", learning_rate=0.1, schedule="constant", weight_decay=0.5,
-                       decay_kernels_only=kernels_only, precision="float32", jit_compile=False)
+    config = RunConfig(
+        optimizer="sgd",
+        learning_rate=0.1,
+        schedule="constant",
+        weight_decay=0.5,
+        decay_kernels_only=kernels_only,
+        precision="float32",
+        jit_compile=False,
+    )
     _compile(model, config, plan_device(config), steps_per_epoch=1)
     kernel = np.array(dense.kernel)
     # A zero gradient leaves only the decoupled decay: each decayed weight shrinks by learning rate x decay.

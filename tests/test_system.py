@@ -33,7 +33,9 @@ def test_missing_nvidia_smi_is_not_a_crash(monkeypatch, no_tpu):
 
 
 def test_gpu_is_described(monkeypatch, no_tpu):
-    fake = SimpleNamespace(id=0, name="NVIDIA H200", memoryTotal=143771.0, memoryUsed=1024.0, memoryFree=142747.0, load=0.25)
+    fake = SimpleNamespace(
+        id=0, name="NVIDIA H200", memoryTotal=143771.0, memoryUsed=1024.0, memoryFree=142747.0, load=0.25
+    )
     monkeypatch.setattr(GPUtil, "getGPUs", lambda: [fake])
     report = system_report()
     assert report["gpus"][0]["name"] == "NVIDIA H200"

@@ -22,9 +22,15 @@ SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2)
 
 
 def cli(*args, **kwargs):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CIFARLIB_STAGING": kwargs.pop("staging", os.environ.get("CIFARLIB_STAGING", ""))}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CIFARLIB_STAGING": kwargs.pop("staging", os.environ.get("CIFARLIB_STAGING", "")),
+    }
     env = {k: v for k, v in env.items() if v}
-    return subprocess.run([sys.executable, "-m", "cifarlib", *args], capture_output=True, text=True, env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "cifarlib", *args], capture_output=True, text=True, env=env, **kwargs
+    )
 
 
 def layout(run_dir: Path) -> set[str]:
@@ -47,18 +53,52 @@ def staging(tmp_path, monkeypatch):
 
 def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_archive, tmp_path, staging):
     workspace = tmp_path / "ws"
-    done = cli("train", "--data", str(small_archive), "--width", "0.25", "--batch-size", "50", "--epochs", "2",
-               "--workspace", str(workspace), "--run-id", "short", staging=str(staging))
+    done = cli(
+        "train",
+        "--data",
+        str(small_archive),
+        "--width",
+        "0.25",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "2",
+        "--workspace",
+        str(workspace),
+        "--run-id",
+        "short",
+        staging=str(staging),
+    )
     assert done.returncode == 0, done.stderr
     assert "run short: 2 epochs" in done.stdout
     run_dir = workspace / "runs" / "short"
     assert layout(run_dir) == {
-        "config.json", "history.csv", "best.keras", "summary.json", "tensorboard", "tensorboard/train",
-        "tensorboard/validation", "tensorboard/train/<events>", "tensorboard/validation/<events>",
+        "config.json",
+        "history.csv",
+        "best.keras",
+        "summary.json",
+        "tensorboard",
+        "tensorboard/train",
+        "tensorboard/validation",
+        "tensorboard/train/<events>",
+        "tensorboard/validation/<events>",
     }
     summary = json.loads((run_dir / "summary.json").read_text())
-    for key in ("run_id", "preset", "batch_size", "epochs_run", "best_epoch", "best_val_accuracy", "test_accuracy",
-                "test_loss", "seconds_per_epoch", "total_seconds", "params", "device", "tensorflow_version"):
+    for key in (
+        "run_id",
+        "preset",
+        "batch_size",
+        "epochs_run",
+        "best_epoch",
+        "best_val_accuracy",
+        "test_accuracy",
+        "test_loss",
+        "seconds_per_epoch",
+        "total_seconds",
+        "params",
+        "device",
+        "tensorflow_version",
+    ):
         assert key in summary, key
     assert summary["epochs_run"] == 2 and 0.0 <= summary["test_accuracy"] <= 1.0
     # Without test-time augmentation, re-scoring the last epoch's weights on the validation split gives the
@@ -66,7 +106,9 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
     history = pd.read_csv(run_dir / "history.csv")
     assert summary["tta"] is False
     validation_images = 100  # 20% of small_archive's 500 training images
-    assert abs(summary["final_val_accuracy"] - history["val_accuracy"].iloc[-1]) <= 1 / validation_images + 1e-6
+    assert (
+        abs(summary["final_val_accuracy"] - history["val_accuracy"].iloc[-1]) <= 1 / validation_images + 1e-6
+    )
     config = json.loads((run_dir / "config.json").read_text())
     assert config["batch_size"] == 50 and config["tensorflow_version"]
 
@@ -82,7 +124,17 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
     assert abs(scored - summary["best_val_accuracy"]) <= 1 / validation_images + 1e-4
     # A finished run can be scored with another test-time augmentation without touching what it saved.
     stored = (run_dir / "config.json").read_text()
-    shifted = cli("evaluate", "short", "--workspace", str(workspace), "--split", "validation", "--tta", "--tta-translate", "1")
+    shifted = cli(
+        "evaluate",
+        "short",
+        "--workspace",
+        str(workspace),
+        "--split",
+        "validation",
+        "--tta",
+        "--tta-translate",
+        "1",
+    )
     assert shifted.returncode == 0, shifted.stderr
     assert "(100 images, flip and 1-pixel shift test-time augmentation, 6 views)" in shifted.stdout
     assert 0.0 <= float(shifted.stdout.split("validation accuracy ")[1].split(" ")[0]) <= 1.0
@@ -93,12 +145,27 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
 
 def test_sigkill_after_second_epoch_then_resume(small_archive, tmp_path, staging):
     workspace = tmp_path / "ws"
-    args = ["train", "--data", str(small_archive), "--width", "0.25", "--batch-size", "50", "--epochs", "4",
-            "--workspace", str(workspace)]
+    args = [
+        "train",
+        "--data",
+        str(small_archive),
+        "--width",
+        "0.25",
+        "--batch-size",
+        "50",
+        "--epochs",
+        "4",
+        "--workspace",
+        str(workspace),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CIFARLIB_STAGING": str(staging)}
     history = workspace / "runs" / "killed" / "history.csv"
-    process = subprocess.Popen([sys.executable, "-m", "cifarlib", *args, "--run-id", "killed"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifarlib", *args, "--run-id", "killed"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if history.exists() and len(history.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
@@ -127,7 +194,9 @@ def test_sigkill_after_second_epoch_then_resume(small_archive, tmp_path, staging
 
 def test_resume_restores_callback_counters_and_learning_rate(small_archive, tmp_path, staging):
     """An interrupted plateau run resumes with the reduced learning rate and the patience counters it had."""
-    config = RunConfig(data=str(small_archive), epochs=3, reduce_lr_patience=0, reduce_lr_min_delta=10.0, **SMALL)
+    config = RunConfig(
+        data=str(small_archive), epochs=3, reduce_lr_patience=0, reduce_lr_min_delta=10.0, **SMALL
+    )
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -184,7 +253,9 @@ def mounted_workspace(tmp_path):
     if os.geteuid() != 0:
         yield mount_point, lambda: os.chmod(mount_point / "runs" / "ro", 0o555)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "cifarlib-test", str(mount_point)]).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "cifarlib-test", str(mount_point)]
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here to make a workspace read-only as root")
     try:
         yield mount_point, lambda: subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
@@ -235,7 +306,9 @@ def test_runs_lists_finished_and_unfinished(small_archive, tmp_path, staging):
     unfinished = tmp_path / "ws" / "runs" / "20260102-000000-open"
     unfinished.mkdir()
     (unfinished / "config.json").write_text(config.to_json())
-    (unfinished / "history.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,2.0,0.2,2.1,0.25,3.0\n")
+    (unfinished / "history.csv").write_text(
+        "epoch,loss,accuracy,val_loss,val_accuracy,seconds\n1,2.0,0.2,2.1,0.25,3.0\n"
+    )
     done = cli("runs", "--workspace", str(tmp_path / "ws"))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -256,7 +329,9 @@ def test_colab_mounts_drive(tmp_path, monkeypatch):
     import types
 
     mounted = []
-    drive = types.SimpleNamespace(mount=lambda path: (mounted.append(path), Path(path, "MyDrive").mkdir(parents=True)))
+    drive = types.SimpleNamespace(
+        mount=lambda path: (mounted.append(path), Path(path, "MyDrive").mkdir(parents=True))
+    )
     colab = types.ModuleType("google.colab")
     colab.__spec__ = importlib.machinery.ModuleSpec("google.colab", None)
     colab.drive = drive
@@ -269,7 +344,10 @@ def test_colab_mounts_drive(tmp_path, monkeypatch):
     drive.flush_and_unmount = lambda: unmounted.append(True)
     workspace = storage.open_workspace(drive_folder="experiments")
     assert mounted == [str(tmp_path / "content" / "drive")]
-    assert workspace.on_drive and workspace.root == (tmp_path / "content" / "drive" / "MyDrive" / "experiments").resolve()
+    assert (
+        workspace.on_drive
+        and workspace.root == (tmp_path / "content" / "drive" / "MyDrive" / "experiments").resolve()
+    )
     workspace.close()  # the end of a Colab session: every cached write reaches Drive
     assert unmounted == [True]
 
@@ -281,7 +359,15 @@ def test_unsafe_run_ids_are_refused(run_id, tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    done = cli("train", "--data", str(tmp_path / "missing.tar.gz"), "--epochs", "1", "--workspace", str(tmp_path / "ws"))
+    done = cli(
+        "train",
+        "--data",
+        str(tmp_path / "missing.tar.gz"),
+        "--epochs",
+        "1",
+        "--workspace",
+        str(tmp_path / "ws"),
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("cifarlib train: error: ")
     assert "missing.tar.gz: no such file" in done.stderr
