@@ -89,9 +89,10 @@ def measure_throughput(
                 (x[: batch_size * warmup], y[: batch_size * warmup]),
                 (x[batch_size * warmup :], y[batch_size * warmup :]),
             )
-            fit = lambda data: model.fit(
-                data[0], data[1], batch_size=batch_size, epochs=1, shuffle=True, verbose=0
-            )  # noqa: E731
+
+            def fit(data):
+                return model.fit(data[0], data[1], batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
+
             precision = "float32"
         else:
             keras.mixed_precision.set_global_policy(plan.precision)
@@ -109,14 +110,17 @@ def measure_throughput(
             timed_inputs = make_inputs(
                 images[split:], labels[split:], batch_size=batch_size, shuffle=True, seed=seed
             )
-            fit = lambda data: model.fit(
-                data.data,
-                data.labels,
-                batch_size=data.batch_size,
-                shuffle=data.shuffle,  # noqa: E731
-                epochs=1,
-                verbose=0,
-            )
+
+            def fit(data):
+                return model.fit(
+                    data.data,
+                    data.labels,
+                    batch_size=data.batch_size,
+                    shuffle=data.shuffle,
+                    epochs=1,
+                    verbose=0,
+                )
+
             precision, jit = plan.precision, plan.jit_compile
         fit(warm_inputs)
         started = time.perf_counter()
