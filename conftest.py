@@ -17,14 +17,16 @@ def pytest_configure(config):
     import shutil
     import tempfile
 
-    from cifarlib import data
+    from cifarlib import testing
     from cifarlib.notebook_params import ENV_VARIABLE
 
     if os.environ.get(ENV_VARIABLE):
         return
     root = Path(tempfile.mkdtemp(prefix="cifarlib-nbval-"))
     config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
-    archive = data.write_cifar10_archive(root / "cifar-10-python.tar.gz", images_per_batch=40, test_images=40)
+    archive = testing.write_cifar10_archive(
+        root / "cifar-10-python.tar.gz", images_per_batch=40, test_images=40
+    )
     parameters = {
         "*": {"workspace": str(root / "workspace"), "data": str(archive)},
         "03_train": {"epochs": 2, "width": 0.25},

@@ -1,14 +1,18 @@
 """The command line, ``python -m cifarlib``: the same functions the notebooks call.
 
-Subcommands: ``train``, ``runs``, ``evaluate``, ``report``, ``plots``, ``sweep``, ``bench`` and
-``bench-accuracy``. Every ``RunConfig`` field is a ``train`` flag, with its help text from ``RunConfig``. Errors print
-one line to stderr and exit with status 1 (2 for wrong usage).
+Subcommands: ``train``, ``config``, ``runs``, ``evaluate``, ``report``, ``plots``, ``sweep``, ``bench`` and
+``bench-accuracy``. Every ``RunConfig`` field is a ``train`` flag, with its help text from ``RunConfig``; a flag left
+unset takes the chosen preset's value, and ``config`` prints the resolved settings. Other defaults are read from
+the signatures of the functions the commands call, never restated here. Errors print one line to stderr and exit
+with status 1 (2 for wrong usage).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import json
 import logging
 import os
 import sys
@@ -18,13 +22,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _run_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field; unset flags keep the preset's value."""
-    from cifarlib.config import RunConfig
+    """One flag per RunConfig field; unset flags keep the chosen preset's value."""
+    from cifarlib.config import DEFAULT_PRESET, RunConfig
 
     hints = typing.get_type_hints(RunConfig)
     for field in dataclasses.fields(RunConfig):
         flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata.get('help', '')} (default: {field.default!r})"
+        default = _shown(field.default)
+        if field.metadata.get("recipe"):
+            default = f"the preset's; {DEFAULT_PRESET}: {default}"
+        help_text = f"{field.metadata.get('help', '')} (default: {default})"
         kind = hints[field.name]
         if kind is bool:
             parser.add_argument(
@@ -36,7 +43,23 @@ def _run_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _shown(value) -> str:
+    """A default as the user would type it (JSON lists for the network sizes)."""
+    return json.dumps(value) if isinstance(value, tuple) else repr(value)
+
+
+def _function_default(function, name: str):
+    """The default of ``function``'s parameter ``name``: the one place a command's default is written."""
+    return inspect.signature(function).parameters[name].default
+
+
+def _comma_list(values) -> str:
+    return ",".join(str(value) for value in values)
+
+
 def _parser_for(name: str, kind):
+    if typing.get_origin(kind) is tuple:
+        return _json_list(name)
     args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
 
     def parse(text: str):
@@ -55,15 +78,38 @@ def _parser_for(name: str, kind):
     return parse
 
 
+def _json_list(name: str):
+    def parse(text: str):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, list):
+            raise argparse.ArgumentTypeError(f"expected a JSON list for {name}, got {text!r}")
+        return value
+
+    parse.__name__ = "JSON list"
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from cifarlib.config import EVALUATION_SPLITS
+    from cifarlib.bench import run_benchmark
+    from cifarlib.bench_accuracy import accuracy_benchmark
+    from cifarlib.config import DEFAULT_PRESET, EVALUATION_SPLITS, PRESETS
+    from cifarlib.sweep import run_sweep
 
     parser = argparse.ArgumentParser(prog="python -m cifarlib", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO level)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
-        "train", help="train (or resume) a run", description="Train, or resume, one run."
+        "train",
+        help="train (or resume) a run",
+        description=(
+            f"Train, or resume, one run. --preset picks the recipe ({', '.join(sorted(PRESETS))}; default "
+            f"{DEFAULT_PRESET}); every other setting defaults to that preset's value. "
+            "`python -m cifarlib config --preset NAME` prints a preset's full settings."
+        ),
     )
     train.add_argument(
         "--workspace",
@@ -80,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --data keras: if CIFAR-10 cannot be downloaded, say so and train on synthetic data",
     )
     _run_config_flags(train)
+
+    config = commands.add_parser(
+        "config",
+        help="print the resolved settings of a preset (with any flags applied) as JSON",
+        description="Print the settings `train` would use with the same flags, as JSON.",
+    )
+    _run_config_flags(config)
 
     runs = commands.add_parser("runs", help="table of the runs in a workspace")
     runs.add_argument("--workspace", help="workspace folder")
@@ -119,32 +172,35 @@ def build_parser() -> argparse.ArgumentParser:
     plots.add_argument("--data", help="data source for that run's test images (default: the run's own)")
 
     sweep = commands.add_parser("sweep", help="run 03_train once per batch size with papermill")
-    sweep.add_argument(
-        "--batch-sizes", default="64,128,256,512", help="comma-separated (default: 64,128,256,512)"
-    )
-    sweep.add_argument("--epochs", type=int, required=True, help="epochs of every run")
-    sweep.add_argument("--data", default="keras", help="data source of every run (default: keras)")
-    sweep.add_argument("--preset", default="seed", help="preset of every run (default: seed)")
-    sweep.add_argument("--train-size", type=int, help="first N training images of every run")
-    sweep.add_argument("--width", type=float, default=1.0, help="network width of every run (default: 1.0)")
-    sweep.add_argument(
-        "--name", default="batch-size", help="sweep name; run ids are NAME-bBATCH (default: batch-size)"
-    )
+    batch_sizes = _comma_list(_function_default(run_sweep, "batch_sizes"))
+    sweep.add_argument("--batch-sizes", default=batch_sizes, help=f"comma-separated (default: {batch_sizes})")
+    sweep.add_argument("--epochs", type=int, help="epochs of every run (default: the preset's)")
+    sweep.add_argument("--data", help="data source of every run (default: 03_train's)")
+    sweep.add_argument("--preset", help=f"preset of every run (default: {DEFAULT_PRESET})")
+    sweep.add_argument("--train-size", type=int, help="first N training images of every run (default: all)")
+    sweep.add_argument("--width", type=float, help="network width of every run (default: 03_train's)")
+    name = _function_default(run_sweep, "name")
+    sweep.add_argument("--name", default=name, help=f"sweep name; run ids are NAME-bBATCH (default: {name})")
     sweep.add_argument("--workspace", help="workspace folder")
     sweep.add_argument("--notebook", help="training notebook to execute (default: notebooks/03_train.ipynb)")
 
     bench = commands.add_parser(
         "bench", help="training throughput: the reference notebook's way vs cifarlib's"
     )
-    bench.add_argument("--batch-size", type=int, default=256, help="batch size of both ways (default: 256)")
-    bench.add_argument("--steps", type=int, default=20, help="timed training steps per way (default: 20)")
-    bench.add_argument(
-        "--warmup", type=int, default=3, help="untimed steps first, for tracing and compilation (default: 3)"
-    )
+    for flag, help_text in (
+        ("batch_size", "batch size of both ways"),
+        ("steps", "timed training steps per way"),
+        ("warmup", "untimed steps first, for tracing and compilation"),
+    ):
+        default = _function_default(run_benchmark, flag)
+        bench.add_argument(
+            "--" + flag.replace("_", "-"), type=int, default=default, help=f"{help_text} (default: {default})"
+        )
+    memory_batches = _comma_list(_function_default(run_benchmark, "memory_batches"))
     bench.add_argument(
         "--memory-batches",
-        default="64,128,256,512",
-        help="batch sizes of the GPU memory table (default: 64,128,256,512)",
+        default=memory_batches,
+        help=f"batch sizes of the GPU memory table (default: {memory_batches})",
     )
 
     accuracy = commands.add_parser(
@@ -154,19 +210,24 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument(
         "--data", help="the real training images (default: ../shared/data/cifar10-jpeg-train.tar.gz)"
     )
-    accuracy.add_argument("--epochs", type=int, default=10, help="epoch budget of every run (default: 10)")
+    epochs = _function_default(accuracy_benchmark, "epochs")
     accuracy.add_argument(
-        "--recipes", default="seed,tuned", help="comma-separated presets (default: seed,tuned)"
+        "--epochs", type=int, default=epochs, help=f"epoch budget of every run (default: {epochs})"
     )
-    accuracy.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    accuracy.add_argument(
-        "--width", type=float, default=1.0, help="network width (default: 1.0, the reference's)"
-    )
+    recipes = _comma_list(_function_default(accuracy_benchmark, "recipes"))
+    accuracy.add_argument("--recipes", default=recipes, help=f"comma-separated presets (default: {recipes})")
+    seeds = _comma_list(_function_default(accuracy_benchmark, "seeds"))
+    accuracy.add_argument("--seeds", default=seeds, help=f"comma-separated seeds (default: {seeds})")
+    width = _function_default(accuracy_benchmark, "width")
+    accuracy.add_argument("--width", type=float, default=width, help=f"network width (default: {width})")
     accuracy.add_argument("--train-size", type=int, help="use only the first N images (quick checks)")
     accuracy.add_argument(
         "--batch-size", type=int, help="one batch size for every recipe (default: each recipe's own)"
     )
-    accuracy.add_argument("--workspace", default="workspace", help="where the runs go (default: ./workspace)")
+    workspace = _function_default(accuracy_benchmark, "workspace")
+    accuracy.add_argument(
+        "--workspace", default=workspace, help=f"where the runs go (default: ./{workspace})"
+    )
     return parser
 
 
@@ -191,21 +252,32 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _train(args) -> int:
-    from cifarlib.config import PRESETS, RunConfig
-    from cifarlib.train import train
+def _config_from_flags(args):
+    """The RunConfig of ``--preset`` (default: the default preset) with every flag that was given applied."""
+    from cifarlib.config import DEFAULT_PRESET, PRESETS, RunConfig
 
     overrides = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(RunConfig)
         if getattr(args, f.name) is not None and f.name != "preset"
     }
-    preset = args.preset or "seed"
+    preset = args.preset or DEFAULT_PRESET
     if preset not in PRESETS:
         raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {preset!r}")
-    if args.fallback_synthetic and overrides.get("data", "keras") == "keras":
+    if getattr(args, "fallback_synthetic", False) and overrides.get("data", "keras") == "keras":
         overrides["data"] = _keras_or_synthetic()
-    config = RunConfig.from_preset(preset, **overrides)
+    return RunConfig.from_preset(preset, **overrides)
+
+
+def _config(args) -> int:
+    print(_config_from_flags(args).to_json())
+    return 0
+
+
+def _train(args) -> int:
+    from cifarlib.train import train
+
+    config = _config_from_flags(args)
     result = train(config, args.workspace, run_id=args.run_id, retrain=args.retrain, verbose=2)
     summary = result.summary
     accuracy = summary.get("test_accuracy")
@@ -242,7 +314,7 @@ def _runs(args) -> int:
 
 def _evaluate(args) -> int:
     from cifarlib.evaluation import describe_tta
-    from cifarlib.train import evaluate_run
+    from cifarlib.runs import evaluate_run
 
     result = evaluate_run(
         args.run_id,
@@ -283,16 +355,18 @@ def _sweep(args) -> int:
         raise ValueError(
             f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}"
         ) from error
+    # Only the settings given are passed: the rest keep 03_train's defaults (the default preset's values).
+    given = {
+        name: getattr(args, name)
+        for name in ("epochs", "data", "preset", "train_size", "width")
+        if getattr(args, name) is not None
+    }
     table = run_sweep(
         batch_sizes,
         name=args.name,
         workspace=args.workspace,
         notebook=args.notebook or TRAIN_NOTEBOOK,
-        epochs=args.epochs,
-        data=args.data,
-        preset=args.preset,
-        train_size=args.train_size,
-        width=args.width,
+        **given,
     )
     return 1 if (table["status"] == "failed").any() else 0
 
@@ -340,6 +414,7 @@ def _bench_accuracy(args) -> int:
 
 COMMANDS = {
     "train": _train,
+    "config": _config,
     "runs": _runs,
     "evaluate": _evaluate,
     "report": _report,

@@ -2,8 +2,13 @@
 
 ``RandomCropFlip`` is the standard CIFAR recipe: pad by ``padding`` pixels (reflecting the border), crop a
 random 32x32 window, and flip left-right with probability one half; each image of a batch gets its own
-crop and flip. It is active only in training (``training=True``), so the saved model evaluates on the images
-as they are. Written with ``keras.ops`` and ``keras.random`` alone, it needs no tf.data and no TensorFlow.
+crop and flip. It is active only in training (``training=True``). Written with ``keras.ops`` and
+``keras.random`` alone, it needs no tf.data and no TensorFlow.
+
+Why not the stock layers: Keras 3's ``RandomCrop`` draws one crop offset per batch, so every image of a batch
+moves the same way, which is much weaker augmentation than a crop per image; and it cuts a smaller window
+out of the image instead of moving the image within a reflect-padded frame. ``RandomCropFlip`` stays out of saved models (``cifarlib.model.training_model`` puts it in front
+of the network only for fitting), so a run's ``best.keras`` loads with plain Keras.
 """
 
 from __future__ import annotations

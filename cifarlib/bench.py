@@ -1,11 +1,11 @@
-"""``make bench``: training throughput of the seed network, the reference notebook's way against cifarlib's.
+"""``make bench``: training throughput of the reference network, the reference notebook's way against cifarlib's.
 
-Both ways train the same network (``build_inception("seed")``) at the same batch size on the same machine,
+Both ways train the same network (``build_inception("reference")``) at the same batch size on the same machine,
 in one process, on the active Keras backend:
 
 (a) **reference**: the 2019 notebook's way: the whole dataset as float64 NumPy arrays (and one-hot float64
     labels) passed to ``model.fit``, float32 compute, Keras's default settings, except that XLA stays off under
-    TensorFlow as in the reference's Keras 2 (Keras 3's default would turn it on, about 3x slower on CPUs in the project's calibration);
+    TensorFlow as in the reference's Keras 2 (Keras 3's default would turn it on, which is slower on CPUs: docs/speed.md);
 (b) **cifarlib**: uint8 images through ``cifarlib.pipeline`` (tf.data under TensorFlow), scaled inside the
     model, with the precision and XLA setting ``cifarlib.device`` picks for the device.
 
@@ -65,7 +65,7 @@ def training_flops_per_image(model: keras.Model) -> float:
 def measure_throughput(
     way: str, *, batch_size: int = 256, steps: int = 20, warmup: int = 3, seed: int = 0
 ) -> dict:
-    """Train the seed network ``warmup + steps`` steps the ``"reference"`` or ``"cifarlib"`` way; images per second."""
+    """Train the reference network ``warmup + steps`` steps the ``"reference"`` or ``"cifarlib"`` way; images per second."""
     if way not in ("reference", "cifarlib"):
         raise ValueError(f"way must be 'reference' or 'cifarlib', got {way!r}")
     keras.utils.set_random_seed(seed)
@@ -76,7 +76,7 @@ def measure_throughput(
     try:
         if way == "reference":
             keras.mixed_precision.set_global_policy("float32")
-            model = build_inception("seed")
+            model = build_inception("reference")
             jit = False if keras.backend.backend() == "tensorflow" else "auto"
             model.compile(
                 optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=jit
@@ -84,7 +84,7 @@ def measure_throughput(
             x = images.astype(
                 np.float64
             )  # pixel / 255 happens in the model; the array is float64 like the reference's
-            y = np.eye(NUM_CLASSES, dtype=np.float64)[labels]
+            y = keras.utils.to_categorical(labels, NUM_CLASSES).astype(np.float64)
             warm_inputs, timed_inputs = (
                 (x[: batch_size * warmup], y[: batch_size * warmup]),
                 (x[batch_size * warmup :], y[batch_size * warmup :]),
@@ -96,7 +96,7 @@ def measure_throughput(
             precision = "float32"
         else:
             keras.mixed_precision.set_global_policy(plan.precision)
-            model = build_inception("seed")
+            model = build_inception("reference")
             model.compile(
                 optimizer="adam",
                 loss="sparse_categorical_crossentropy",
@@ -142,14 +142,14 @@ def measure_throughput(
 
 
 def measure_peak_memory(batch_size: int, plan: DevicePlan, *, steps: int = 3) -> dict | None:
-    """Measured peak accelerator memory (GiB) of training the seed network at ``batch_size``, with the estimate."""
+    """Measured peak accelerator memory (GiB) of training the reference network at ``batch_size``, with the estimate."""
     backend = keras.backend.backend()
     if plan.device.kind != "gpu":
         return None
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(plan.precision)
     try:
-        model = build_inception("seed")
+        model = build_inception("reference")
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=plan.jit_compile)
         (images, labels), _ = synthetic_cifar10(batch_size * steps, 0)
         _reset_peak_memory(backend)
@@ -179,7 +179,7 @@ def run_benchmark(
     reference = measure_throughput("reference", batch_size=batch_size, steps=steps, warmup=warmup)
     ours = measure_throughput("cifarlib", batch_size=batch_size, steps=steps, warmup=warmup)
     lines = [
-        f"backend {keras.backend.backend()} | device {plan.device.kind} ({plan.device.name}) | seed network, "
+        f"backend {keras.backend.backend()} | device {plan.device.kind} ({plan.device.name}) | reference network, "
         f"batch {batch_size}, {steps} timed steps after {warmup} warm-up steps",
         f"{'way':<10} {'precision':<15} {'XLA':<5} {'images/s':>10} {'s / 50k epoch':>14}",
     ]

@@ -32,7 +32,7 @@ def accuracy_benchmark(
     data: str | os.PathLike = DEFAULT_DATA,
     *,
     epochs: int = 10,
-    recipes: tuple[str, ...] = ("seed", "tuned"),
+    recipes: tuple[str, ...] = ("reference", "tuned"),
     seeds: tuple[int, ...] = (0,),
     workspace: str | os.PathLike = "workspace",
     width: float = 1.0,

@@ -1,4 +1,5 @@
-"""The two Keras callbacks cifarlib adds to the stock ones: epoch timing, and publishing to the run folder.
+"""The Keras callbacks cifarlib adds to the stock ones: epoch timing, the network's checkpoint, and publishing
+to the run folder.
 
 Keras's own callbacks (ModelCheckpoint, EarlyStopping, ReduceLROnPlateau, TensorBoard, BackupAndRestore) write
 into a local staging folder. ``RunPublisher`` then updates the run folder in the workspace once per epoch, in
@@ -48,6 +49,21 @@ class EpochTimer(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self._started
         if "learning_rate" not in logs:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras's ``ModelCheckpoint``, saving ``network`` (the model that ``fit`` trains wraps it in augmentation).
+
+    So ``best.keras`` holds the network alone, with no training-only layer, and loads with plain Keras.
+    """
+
+    def __init__(self, filepath, *, network: keras.Model, **kwargs):
+        super().__init__(filepath, **kwargs)
+        self.network = network
+
+    @property
+    def model(self):
+        return self.network
 
 
 class RunPublisher(keras.callbacks.Callback):

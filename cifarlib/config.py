@@ -1,27 +1,123 @@
-"""Every setting of a training run in one typed, validated dataclass, with the presets built from it.
+"""Every setting of a training run in one typed, validated dataclass, and the presets: one table of recipes.
 
-``RunConfig()`` is the reference notebook's recipe (Adam 1e-3, ReduceLROnPlateau, early stopping, batch 256,
-up to 100 epochs), trained with the honest loss (categorical cross-entropy) instead of the reference's
-binary one. ``RunConfig.from_preset("tuned")`` is cifarlib's accuracy recipe. Every default lives here once;
-the command line, the notebooks and ``train`` read it from here.
+A preset is one complete, named recipe: the network, the data split, the optimisation and the evaluation.
+``PRESETS`` is the only place a recipe's values are written; ``RunConfig``'s defaults are read from the default
+preset (``"tuned"``, cifarlib's accuracy recipe), and ``RunConfig.from_preset("reference")`` is the 2019
+notebook's recipe. A ``RunConfig`` holds resolved values only, so the ``config.json`` of a run records exactly
+what trained. The command line, the notebooks, ``sweep`` and the benchmarks read their defaults from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import translate_problem
-from cifarlib.model import ARCHITECTURES, BATCH_NORM_PLACES
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("plateau", "cosine", "constant")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "tpu")
 EVALUATION_SPLITS = ("test", "validation")  # what `evaluate --split` can score a finished run on
+BATCH_NORM_PLACES = ("concat", "branch", "none")
+HEAD_POOLS = ("average2x2", "global")
+NORMALIZATIONS = ("scale", "per_channel")
+DEFAULT_PRESET = "tuned"
+# A cosine warm-up never takes more than this share of the epoch budget, so a preset's warm-up fits any budget
+# of at least one epoch (a 1-epoch run of the tuned recipe warms up over half an epoch, then decays).
+MAX_WARMUP_SHARE = 0.5
+
+# Filters per module as [1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj], from the reference notebook
+# (GoogLeNet's inception 3a, 3b, 4a and 4b).
+REFERENCE_MODULES = (
+    (64, 96, 128, 16, 32, 32),
+    (128, 128, 192, 32, 96, 64),
+    (192, 96, 208, 16, 48, 64),
+    (160, 112, 224, 24, 64, 64),
+)
+
+# The 2019 notebook's recipe: its network (four Inception modules, BatchNormalization after each, an L2 factor
+# on every kernel, a head of two Dense-Dropout-BatchNormalization units), Adam 1e-3 with ReduceLROnPlateau and
+# early stopping, batch 256, up to 100 epochs; trained with the honest loss (categorical cross-entropy) instead
+# of the reference's binary one.
+REFERENCE = {
+    # Network
+    "modules": REFERENCE_MODULES,
+    "head_units": (128, 64),
+    "head_dropout": 0.5,
+    "batch_norm": "concat",
+    "module_dropout": 0.0,
+    "l2": 2e-4,
+    "head_pool": "average2x2",
+    "normalization": "scale",
+    "crop_padding": 0,
+    # Data
+    "validation_fraction": 0.2,
+    # Optimisation
+    "batch_size": 256,
+    "epochs": 100,
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "decay_kernels_only": False,
+    "label_smoothing": 0.0,
+    "schedule": "plateau",
+    "warmup_epochs": 0.0,
+    "monitor": "val_loss",
+    "early_stopping_patience": 10,
+    "reduce_lr_factor": 0.3,
+    "reduce_lr_patience": 4,
+    "reduce_lr_min_delta": 1e-4,
+    # Evaluation
+    "tta": False,
+    "tta_translate": 0,
+}
+
+# cifarlib's accuracy recipe. Why each value, with the measurements behind it: docs/accuracy.md.
+TUNED = {
+    **REFERENCE,
+    # The same four modules and widths, with conv-BN-ReLU in every branch (better than BN after the
+    # concatenation), per-channel standardisation, random crops and flips, and global average pooling into a
+    # single softmax layer.
+    "head_units": (),
+    "head_dropout": 0.0,
+    "batch_norm": "branch",
+    "l2": 0.0,  # decoupled weight decay in the optimizer instead
+    "head_pool": "global",
+    "normalization": "per_channel",
+    # 2-pixel crops, not the usual 4: on a short budget the network underfits (docs/accuracy.md).
+    "crop_padding": 2,
+    # A 45,000 / 5,000 split, as is usual for CIFAR-10 recipes.
+    "validation_fraction": 0.1,
+    # More optimizer steps on a fixed epoch budget, at about the same images per second (docs/accuracy.md).
+    "batch_size": 64,
+    "epochs": 40,
+    "optimizer": "sgd",
+    "learning_rate": 0.1,
+    "momentum": 0.9,
+    # Keras's decay is decoupled (w -= lr * wd * w each step) and bypasses momentum, so 5e-3 here is about
+    # PyTorch's coupled 5e-4 at momentum 0.9; on kernels only (docs/accuracy.md).
+    "weight_decay": 5e-3,
+    "decay_kernels_only": True,
+    "label_smoothing": 0.1,
+    # A fixed budget: linear warm-up then cosine decay to zero, no early stop, the best epoch by accuracy.
+    "schedule": "cosine",
+    "warmup_epochs": 1.0,
+    "monitor": "val_accuracy",
+    "early_stopping_patience": None,
+    # Mirror and 1-pixel shifts at evaluation, the kinds of change the network saw in training (docs/accuracy.md).
+    "tta": True,
+    "tta_translate": 1,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"reference": REFERENCE, "tuned": TUNED}
+# Names that runs written by earlier versions carry in their config.json.
+OLD_PRESET_NAMES = {"seed": "reference"}
 
 
 def _setting(default, help_text: str):
@@ -29,62 +125,118 @@ def _setting(default, help_text: str):
     return field(default=default, metadata={"help": help_text})
 
 
+def _recipe(name: str, help_text: str):
+    """A RunConfig field that each preset sets; its default is the default preset's value."""
+    return field(default=PRESETS[DEFAULT_PRESET][name], metadata={"help": help_text, "recipe": True})
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything that shapes the network (``cifarlib.model.build_inception`` builds one of these)."""
+
+    modules: tuple[tuple[int, ...], ...] = REFERENCE["modules"]
+    head_units: tuple[int, ...] = REFERENCE["head_units"]
+    head_dropout: float = REFERENCE["head_dropout"]
+    batch_norm: str = REFERENCE["batch_norm"]
+    module_dropout: float = REFERENCE["module_dropout"]
+    l2: float = REFERENCE["l2"]
+    head_pool: str = REFERENCE["head_pool"]
+    normalization: str = REFERENCE["normalization"]
+    crop_padding: int = REFERENCE["crop_padding"]
+
+    def __post_init__(self):
+        problems = list(_architecture_problems(self))
+        if problems:
+            raise ValueError("invalid architecture: " + "; ".join(problems))
+
+
+ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(Architecture))
+
+
+def preset_architecture(preset: str) -> Architecture:
+    """The network of a preset (``"reference"`` or ``"tuned"``)."""
+    return RunConfig.from_preset(preset).architecture
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """A training run's settings; each field's help (shown by ``--help``) gives its unit or choices."""
+    """A training run's settings, resolved; each field's help (shown by ``--help``) gives its unit or choices."""
 
-    preset: str = _setting("seed", "architecture preset (cifarlib.model.ARCHITECTURES) and recipe name")
+    preset: str = _setting(DEFAULT_PRESET, f"the recipe this run starts from: one of {sorted(PRESETS)}")
     # Data
     data: str = _setting(
         "keras", "'keras', 'synthetic', or a path to an archive / batches folder / image folder"
     )
     train_size: int | None = _setting(None, "first N training images (quick runs); None: all")
-    validation_fraction: float = _setting(0.2, "seeded, class-balanced share of the training images held out")
+    validation_fraction: float = _recipe(
+        "validation_fraction", "seeded, class-balanced share of the training images held out"
+    )
     grayscale: bool = _setting(False, "train on 0.299 R + 0.587 G + 0.114 B, one channel")
     seed: int = _setting(0, "seeds the split, the shuffling, the weights and the augmentation")
-    # Network (None keeps the preset's architecture value)
+    # Network
     width: float = _setting(1.0, "multiplies every filter and unit count")
-    batch_norm: str | None = _setting(None, "'concat' (after each module), 'branch' (conv-BN-ReLU) or 'none'")
-    head_dropout: float | None = _setting(None, "dropout rate after each hidden dense layer")
-    l2: float | None = _setting(None, "L2 factor on conv and hidden dense kernels")
-    crop_padding: int | None = _setting(
-        None, "pixels of random-crop padding (with flips); 0 disables augmentation"
+    modules: tuple[tuple[int, ...], ...] = _recipe(
+        "modules",
+        "filters of each Inception module as JSON [[1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj], ...]",
+    )
+    head_units: tuple[int, ...] = _recipe(
+        "head_units", "units of the head's hidden Dense layers, as JSON [128, 64]"
+    )
+    head_dropout: float = _recipe("head_dropout", "dropout rate after each hidden dense layer")
+    batch_norm: str = _recipe("batch_norm", "'concat' (after each module), 'branch' (conv-BN-ReLU) or 'none'")
+    module_dropout: float = _recipe("module_dropout", "dropout rate after each module's concatenation")
+    l2: float = _recipe("l2", "L2 factor on conv and hidden dense kernels; 0: none")
+    head_pool: str = _recipe(
+        "head_pool", "'average2x2' then Flatten (reference), or 'global' average pooling"
+    )
+    normalization: str = _recipe(
+        "normalization",
+        "'scale': pixels / 255; 'per_channel': standardised with the training split's statistics",
+    )
+    crop_padding: int = _recipe(
+        "crop_padding", "pixels of random-crop padding (with flips); 0 disables augmentation"
     )
     # Optimisation
-    batch_size: int = _setting(256, "images per step on one replica")
-    epochs: int = _setting(100, "upper bound; early stopping may end sooner")
-    optimizer: str = _setting("adam", "'adam', or 'sgd' with Nesterov momentum")
-    learning_rate: float = _setting(1e-3, "initial rate (plateau/constant) or peak rate (cosine)")
-    momentum: float = _setting(0.9, "SGD only")
-    weight_decay: float = _setting(
-        0.0, "decoupled weight decay per unit learning rate (AdamW-style); 0: none"
+    batch_size: int = _recipe("batch_size", "images per step on one replica")
+    epochs: int = _recipe("epochs", "upper bound; early stopping may end sooner")
+    optimizer: str = _recipe("optimizer", "'adam', or 'sgd' with Nesterov momentum")
+    learning_rate: float = _recipe("learning_rate", "initial rate (plateau/constant) or peak rate (cosine)")
+    momentum: float = _recipe("momentum", "SGD only")
+    weight_decay: float = _recipe(
+        "weight_decay", "decoupled weight decay per unit learning rate (AdamW-style); 0: none"
     )
-    decay_kernels_only: bool = _setting(
-        False, "weight decay on kernels only, not on BatchNorm scales/offsets or biases; False: every weight"
+    decay_kernels_only: bool = _recipe(
+        "decay_kernels_only",
+        "weight decay on kernels only, not on BatchNorm scales/offsets or biases; False: every weight",
     )
-    label_smoothing: float = _setting(0.0, "share of the target mass spread over all classes")
-    schedule: str = _setting(
-        "plateau", "'plateau' (ReduceLROnPlateau), 'cosine' (linear warm-up, cosine decay), 'constant'"
+    label_smoothing: float = _recipe("label_smoothing", "share of the target mass spread over all classes")
+    schedule: str = _recipe(
+        "schedule", "'plateau' (ReduceLROnPlateau), 'cosine' (linear warm-up, cosine decay), 'constant'"
     )
-    warmup_epochs: float = _setting(0.0, "cosine only: epochs of linear warm-up from 0 to the peak")
+    warmup_epochs: float = _recipe(
+        "warmup_epochs",
+        f"cosine only: epochs of linear warm-up from 0 to the peak, at most {MAX_WARMUP_SHARE:g} of the epochs",
+    )
     # Callbacks, as in the reference notebook
-    monitor: str = _setting(
-        "val_loss", "metric for the best checkpoint, early stopping and the plateau schedule"
+    monitor: str = _recipe(
+        "monitor", "metric for the best checkpoint, early stopping and the plateau schedule"
     )
-    early_stopping_patience: int | None = _setting(
-        10, "epochs without improvement before stopping; None: never stop"
+    early_stopping_patience: int | None = _recipe(
+        "early_stopping_patience", "epochs without improvement before stopping; None: never stop"
     )
-    reduce_lr_factor: float = _setting(0.3, "plateau schedule: multiply the rate by this")
-    reduce_lr_patience: int = _setting(4, "plateau schedule: epochs without improvement before reducing")
-    reduce_lr_min_delta: float = _setting(
-        1e-4, "plateau schedule: smallest change that counts as improvement"
+    reduce_lr_factor: float = _recipe("reduce_lr_factor", "plateau schedule: multiply the rate by this")
+    reduce_lr_patience: int = _recipe(
+        "reduce_lr_patience", "plateau schedule: epochs without improvement before reducing"
+    )
+    reduce_lr_min_delta: float = _recipe(
+        "reduce_lr_min_delta", "plateau schedule: smallest change that counts as improvement"
     )
     # Evaluation
-    tta: bool = _setting(
-        False, "test-time augmentation: average the predictions for each image and its mirror"
+    tta: bool = _recipe(
+        "tta", "test-time augmentation: average the predictions for each image and its mirror"
     )
-    tta_translate: int = _setting(
-        0,
+    tta_translate: int = _recipe(
+        "tta_translate",
         "with tta: also average over the image and its mirror shifted N pixels down-right and up-left; 0: none",
     )
     # Device (see cifarlib.device)
@@ -93,12 +245,15 @@ class RunConfig:
     distribute: str = _setting("auto", "'auto': TPU or several GPUs when present; 'none', 'mirrored', 'tpu'")
 
     def __post_init__(self):
+        # JSON and the command line give lists; the network sizes are kept as tuples so configs compare and hash.
+        for name in ("modules", "head_units"):
+            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         problems = list(_problems(self))
         if problems:
             raise RunConfigError("invalid run config: " + "; ".join(problems))
 
     @classmethod
-    def from_preset(cls, preset: str = "seed", **overrides) -> "RunConfig":
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides) -> "RunConfig":
         """The preset's recipe with ``overrides`` applied (unknown names raise ``RunConfigError``)."""
         if preset not in PRESETS:
             raise RunConfigError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
@@ -109,9 +264,24 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
-        """Inverse of ``to_dict``; extra keys written beside the config (versions, device) are ignored."""
+        """Inverse of ``to_dict``; extra keys written beside the config (versions, device) are ignored.
+
+        A run written before presets were complete recipes (preset ``"seed"``, network fields ``null``) loads
+        as what it trained: the old name maps to its new one and each missing value is the preset's.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in names})
+        known = {key: value for key, value in values.items() if key in names}
+        preset = OLD_PRESET_NAMES.get(known.get("preset"), known.get("preset", DEFAULT_PRESET))
+        if preset not in PRESETS:
+            raise RunConfigError(
+                f"unknown preset {preset!r} in a stored run config; expected one of {sorted(PRESETS)}"
+            )
+        recipe = PRESETS[preset]
+        filled = {
+            key: recipe[key] if value is None and key in ARCHITECTURE_FIELDS else value
+            for key, value in known.items()
+        }
+        return cls(**{**recipe, **filled, "preset": preset})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -124,55 +294,69 @@ class RunConfig:
         mine, theirs = self.to_dict(), other.to_dict()
         return {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
 
-    def architecture_overrides(self) -> dict:
-        """The network options to pass to ``build_inception`` (``None`` keeps the preset's)."""
-        return {
-            "batch_norm": self.batch_norm,
-            "head_dropout": self.head_dropout,
-            "l2": self.l2,
-            "crop_padding": self.crop_padding,
-        }
+    @property
+    def architecture(self) -> Architecture:
+        """The network this config trains."""
+        return Architecture(**{name: getattr(self, name) for name in ARCHITECTURE_FIELDS})
+
+    @property
+    def effective_warmup_epochs(self) -> float:
+        """Epochs of warm-up the cosine schedule uses: ``warmup_epochs``, capped to a share of the budget."""
+        return min(self.warmup_epochs, MAX_WARMUP_SHARE * self.epochs)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-# The reference recipe is RunConfig's defaults. The tuned recipe: SGD with Nesterov momentum, a short linear
-# warm-up then cosine decay over a fixed budget, label smoothing, decoupled weight decay on kernels, random crops and
-# flips (from the architecture preset), flip and shift test-time augmentation, a 45,000 / 5,000 split, no early stop.
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": {},
-    "tuned": {
-        "validation_fraction": 0.1,
-        # More optimizer steps on a fixed epoch budget, at about the same images per second on the CPU. Full width,
-        # 10 epochs, seeds 0 and 1, 4-pixel crops then: 86.83% against 86.40% at batch 128, 87.84% against 87.54%
-        # with this preset's test-time augmentation (README, Accuracy).
-        "batch_size": 64,
-        "epochs": 40,
-        "optimizer": "sgd",
-        "learning_rate": 0.1,
-        "momentum": 0.9,
-        # Keras's decay is decoupled (w -= lr * wd * w each step) and bypasses momentum, so 5e-3 here is about
-        # PyTorch's coupled 5e-4 at momentum 0.9; on kernels only. Measured at half width against 5e-4 on every
-        # weight, batch 128: 84.18% vs 83.60% after 10 epochs, 85.32% vs 84.14% with flip TTA (README, Accuracy).
-        "weight_decay": 5e-3,
-        "decay_kernels_only": True,
-        "label_smoothing": 0.1,
-        "schedule": "cosine",
-        "warmup_epochs": 1.0,
-        "monitor": "val_accuracy",
-        "early_stopping_patience": None,
-        "tta": True,
-        # Mirror and 1-pixel shifts at evaluation: on the full-width network after 10 epochs, 87.38% / 87.70%
-        # (seeds 0 / 1) against 86.90% / 87.40% with the mirror alone, same weights (README, Accuracy).
-        "tta_translate": 1,
-    },
-}
-
-
 def monitor_mode(monitor: str) -> str:
     """``"max"`` for accuracies, ``"min"`` for losses."""
     return "max" if "acc" in monitor else "min"
+
+
+def _as_tuple(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuple(item) for item in value)
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _architecture_problems(architecture):
+    """Why an ``Architecture`` (or a ``RunConfig``'s network fields) cannot be built, one reason each."""
+    modules = architecture.modules
+    if (
+        not isinstance(modules, tuple)
+        or not modules
+        or not all(
+            isinstance(module, tuple)
+            and len(module) == 6
+            and all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in module)
+            for module in modules
+        )
+    ):
+        yield f"modules must be a non-empty list of six positive filter counts each, got {modules!r}"
+    units = architecture.head_units
+    if not isinstance(units, tuple) or not all(
+        isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in units
+    ):
+        yield f"head_units must be a list of positive integers, got {units!r}"
+    for name in ("head_dropout", "module_dropout"):
+        value = getattr(architecture, name)
+        if not _is_number(value) or not 0.0 <= value < 1.0:
+            yield f"{name} must be in [0, 1), got {value!r}"
+    if architecture.batch_norm not in BATCH_NORM_PLACES:
+        yield f"batch_norm must be one of {BATCH_NORM_PLACES}, got {architecture.batch_norm!r}"
+    if not _is_number(architecture.l2) or not 0 <= architecture.l2 < math.inf:
+        yield f"l2 must be a finite number >= 0, got {architecture.l2!r}"
+    if architecture.head_pool not in HEAD_POOLS:
+        yield f"head_pool must be one of {HEAD_POOLS}, got {architecture.head_pool!r}"
+    if architecture.normalization not in NORMALIZATIONS:
+        yield f"normalization must be one of {NORMALIZATIONS}, got {architecture.normalization!r}"
+    padding = architecture.crop_padding
+    if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+        yield f"crop_padding must be a non-negative integer, got {padding!r}"
 
 
 def _problems(config: RunConfig):
@@ -181,50 +365,38 @@ def _problems(config: RunConfig):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             yield f"{name} must be a positive integer, got {value!r}"
 
-    if config.preset not in ARCHITECTURES:
-        yield f"preset must be one of {sorted(ARCHITECTURES)}, got {config.preset!r}"
+    # Every float setting must be a finite number: inf and nan pass most comparisons, and nan would be
+    # written into config.json as NaN, which is not JSON.
+    floats = [f.name for f in dataclasses.fields(config) if f.type in ("float", float)]
+    not_finite = [
+        name
+        for name in floats
+        if not _is_number(getattr(config, name)) or not math.isfinite(getattr(config, name))
+    ]
+    for name in not_finite:
+        yield f"{name} must be a finite number, got {getattr(config, name)!r}"
+
+    if config.preset not in PRESETS:
+        yield f"preset must be one of {sorted(PRESETS)}, got {config.preset!r}"
     if not isinstance(config.data, str) or not config.data:
         yield f"data must be 'keras', 'synthetic' or a path, got {config.data!r}"
     if config.train_size is not None:
         yield from positive_int("train_size")
-    if not 0.0 <= config.validation_fraction < 1.0:
-        yield f"validation_fraction must be in [0, 1), got {config.validation_fraction!r}"
-    if not isinstance(config.width, (int, float)) or config.width <= 0:
+    if "width" not in not_finite and config.width <= 0:
         yield f"width must be a positive number, got {config.width!r}"
-    if config.batch_norm is not None and config.batch_norm not in BATCH_NORM_PLACES:
-        yield f"batch_norm must be one of {BATCH_NORM_PLACES}, got {config.batch_norm!r}"
-    if config.head_dropout is not None and not 0.0 <= config.head_dropout < 1.0:
-        yield f"head_dropout must be in [0, 1), got {config.head_dropout!r}"
-    if config.l2 is not None and config.l2 < 0:
-        yield f"l2 must be >= 0, got {config.l2!r}"
-    if config.crop_padding is not None and (
-        not isinstance(config.crop_padding, int) or config.crop_padding < 0
-    ):
-        yield f"crop_padding must be a non-negative integer, got {config.crop_padding!r}"
+    yield from _architecture_problems(config)
     yield from positive_int("batch_size")
     yield from positive_int("epochs")
     if config.optimizer not in OPTIMIZERS:
         yield f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}"
-    if not config.learning_rate > 0:
-        yield f"learning_rate must be > 0, got {config.learning_rate!r}"
-    if not 0.0 <= config.momentum < 1.0:
-        yield f"momentum must be in [0, 1), got {config.momentum!r}"
-    if config.weight_decay < 0:
-        yield f"weight_decay must be >= 0, got {config.weight_decay!r}"
-    if not 0.0 <= config.label_smoothing < 1.0:
-        yield f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}"
     if config.schedule not in SCHEDULES:
         yield f"schedule must be one of {SCHEDULES}, got {config.schedule!r}"
-    if config.warmup_epochs < 0 or (config.schedule == "cosine" and config.warmup_epochs >= config.epochs):
-        yield f"warmup_epochs must be >= 0 and below epochs, got {config.warmup_epochs!r}"
     if config.monitor not in ("val_loss", "val_accuracy", "loss", "accuracy"):
         yield f"monitor must be val_loss, val_accuracy, loss or accuracy, got {config.monitor!r}"
-    if config.monitor.startswith("val_") and config.validation_fraction == 0:
-        yield f"monitor {config.monitor!r} needs a validation split (validation_fraction > 0)"
-    if config.early_stopping_patience is not None and config.early_stopping_patience < 0:
-        yield f"early_stopping_patience must be >= 0 or None, got {config.early_stopping_patience!r}"
-    if not 0.0 < config.reduce_lr_factor < 1.0:
-        yield f"reduce_lr_factor must be in (0, 1), got {config.reduce_lr_factor!r}"
+    if config.early_stopping_patience is not None and (
+        not isinstance(config.early_stopping_patience, int) or config.early_stopping_patience < 0
+    ):
+        yield f"early_stopping_patience must be an integer >= 0 or None, got {config.early_stopping_patience!r}"
     if problem := translate_problem(config.tta_translate):
         yield f"tta_translate {problem}"
     if config.precision not in PRECISIONS:
@@ -233,3 +405,26 @@ def _problems(config: RunConfig):
         yield f"jit_compile must be 'auto', True or False, got {config.jit_compile!r}"
     if config.distribute not in DISTRIBUTIONS:
         yield f"distribute must be one of {DISTRIBUTIONS}, got {config.distribute!r}"
+    if not_finite:
+        return  # the range checks below compare floats, which needs them finite
+    if not 0.0 <= config.validation_fraction < 1.0:
+        yield f"validation_fraction must be in [0, 1), got {config.validation_fraction!r}"
+    if not config.learning_rate > 0:
+        yield f"learning_rate must be > 0, got {config.learning_rate!r}"
+    if not 0.0 <= config.momentum < 1.0:
+        yield f"momentum must be in [0, 1), got {config.momentum!r}"
+    if config.weight_decay < 0:
+        yield f"weight_decay must be >= 0, got {config.weight_decay!r}"
+    if not 0.0 <= config.label_smoothing < 1.0:
+        yield f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}"
+    if config.warmup_epochs < 0:
+        yield f"warmup_epochs must be >= 0, got {config.warmup_epochs!r}"
+    if config.monitor.startswith("val_") and config.validation_fraction == 0:
+        yield f"monitor {config.monitor!r} needs a validation split (validation_fraction > 0)"
+    if not 0.0 < config.reduce_lr_factor < 1.0:
+        yield f"reduce_lr_factor must be in (0, 1), got {config.reduce_lr_factor!r}"
+
+
+# Each preset is checked once, here, when the table is read: a bad value fails at import, not in a run.
+for _name in PRESETS:
+    RunConfig.from_preset(_name)

@@ -30,10 +30,14 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cifarlib.errors import DataError, UnsafeArchiveError
+
+if TYPE_CHECKING:
+    from cifarlib.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -142,62 +146,13 @@ def synthetic_cifar10(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) 
     return make(n_train), make(n_test)
 
 
-def write_cifar10_archive(
-    path: str | os.PathLike,
-    *,
-    images_per_batch: int = 20,
-    test_images: int = 20,
-    seed: int = 0,
-) -> Path:
-    """Write a tiny ``cifar-10-python.tar.gz`` in the exact official layout, for tests and smoke runs.
-
-    The archive holds ``cifar-10-batches-py/`` with ``data_batch_1`` .. ``data_batch_5``, ``test_batch``,
-    ``batches.meta`` and ``readme.html``; each batch is a protocol-2 pickle of a dict with ``batch_label``,
-    ``labels``, ``data`` (uint8, ``(n, 3072)``, red plane then green then blue) and ``filenames``, as in
-    the official file. The images are the synthetic ones, so a network trained on them learns something.
-    """
-    path = Path(path)
-    (x_train, y_train), (x_test, y_test) = synthetic_cifar10(5 * images_per_batch, test_images, seed=seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as archive:
-        for index, name in enumerate(TRAIN_BATCHES):
-            part = slice(index * images_per_batch, (index + 1) * images_per_batch)
-            batch = _batch_dict(f"training batch {index + 1} of 5", x_train[part], y_train[part])
-            _add_bytes(archive, f"{BATCHES_FOLDER}/{name}", pickle.dumps(batch, protocol=2))
-        test = _batch_dict("testing batch 1 of 1", x_test, y_test)
-        _add_bytes(archive, f"{BATCHES_FOLDER}/{TEST_BATCH}", pickle.dumps(test, protocol=2))
-        meta = {
-            b"num_cases_per_batch": images_per_batch,
-            b"label_names": [name.encode() for name in CLASS_NAMES],
-            b"num_vis": 3072,
-        }
-        _add_bytes(archive, f"{BATCHES_FOLDER}/{META_FILE}", pickle.dumps(meta, protocol=2))
-        _add_bytes(archive, f"{BATCHES_FOLDER}/readme.html", b"<html>tiny CIFAR-10 made by cifarlib</html>")
-    return path
-
-
-def write_image_folder(root: str | os.PathLike, images_per_class: int = 3, *, suffix: str = ".png") -> Path:
-    """Write ``train/<class>/*`` and ``test/<class>/*`` image files from synthetic data (tests, smoke runs)."""
-    from PIL import Image
-
-    root = Path(root)
-    (x_train, y_train), (x_test, y_test) = synthetic_cifar10(
-        NUM_CLASSES * images_per_class, NUM_CLASSES * images_per_class
-    )
-    for split, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
-        for index, (image, label) in enumerate(zip(images, labels)):
-            folder = root / split / CLASS_NAMES[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(folder / f"{index:05d}{suffix}")
-    return root
-
-
 def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Extract a tar archive into ``target``, refusing members that would land or point outside it.
 
     Absolute names, ``..`` components, links leaving the target and device files raise
     ``UnsafeArchiveError`` before anything is written; a truncated or corrupt archive raises ``DataError``.
-    Python's own ``filter="data"`` then guards the extraction itself a second time.
+    The checks are Python's own ``filter="data"``, run over every member first (so a bad member late in the
+    archive stops the extraction before its good members are written) and again by the extraction itself.
     """
     archive_path, target = Path(archive_path), Path(target)
     target.mkdir(parents=True, exist_ok=True)
@@ -206,7 +161,16 @@ def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> 
         with tarfile.open(archive_path, "r:*") as archive:
             members = archive.getmembers()
             for member in members:
-                _check_member(archive_path, member, root)
+                # filter="data" would strip a leading "/" and extract the member anyway; an archive that
+                # names absolute paths is not a dataset archive, so it is refused.
+                if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
+                    raise UnsafeArchiveError(
+                        f"{archive_path}: refused member {member.name!r} (absolute path)"
+                    )
+                try:
+                    tarfile.data_filter(member, str(root))
+                except tarfile.FilterError as error:
+                    raise UnsafeArchiveError(_refusal(archive_path, member, error)) from error
             archive.extractall(root, members=members, filter="data")
     except UnsafeArchiveError:
         raise
@@ -237,7 +201,9 @@ def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Integer labels ``(N,)`` to float32 one-hot rows ``(N, num_classes)``."""
     labels = np.asarray(labels)
     _check_labels(labels, "labels")
-    return np.eye(num_classes, dtype=np.float32)[labels]
+    from keras.utils import to_categorical
+
+    return to_categorical(labels, num_classes).astype(np.float32)
 
 
 def class_counts(labels: np.ndarray) -> dict[str, int]:
@@ -288,6 +254,31 @@ def split_validation(
 
 
 # ------------------------------------------------------------------------------------------ resolving paths
+
+
+def load_run_splits(config: RunConfig) -> tuple[Split, Split, Split]:
+    """The (train, validation, test) images and labels a run of ``config`` trains and is scored on.
+
+    The source, the first ``train_size`` images, the seeded class-balanced validation split and the grayscale
+    conversion all follow ``config``, so a finished run is evaluated on exactly the images it was split from.
+    """
+    train, test = load_cifar10(config.data, train_size=config.train_size, seed=config.seed)
+    train, validation = split_validation(*train, config.validation_fraction, seed=config.seed)
+    splits = [train, validation, test]
+    if config.grayscale:
+        # Rounded back to uint8 once, so the input pipeline still moves bytes, not floats.
+        splits = [(np.round(to_grayscale(images)).astype(np.uint8), labels) for images, labels in splits]
+    return splits[0], splits[1], splits[2]
+
+
+def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of each channel of uint8 ``images``, in [0, 1] units (for normalisation).
+
+    The standard deviation is kept at least 1e-3, so a constant channel cannot divide by zero.
+    """
+    mean = np.mean(images, axis=(0, 1, 2), dtype=np.float64) / 255.0
+    std = np.std(images, axis=(0, 1, 2), dtype=np.float64) / 255.0
+    return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
 def download_official(cache_dir=None) -> Path:
@@ -448,39 +439,19 @@ def _read_batches_folder(folder: Path) -> tuple[Split, Split]:
     return (x_train, y_train), _batch_arrays(folder / TEST_BATCH)
 
 
-def _batch_dict(label: str, images: np.ndarray, labels: np.ndarray) -> dict:
-    planes = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
-    return {
-        b"batch_label": label.encode(),
-        b"labels": [int(value) for value in labels],
-        b"data": np.ascontiguousarray(planes, dtype=np.uint8),
-        b"filenames": [f"synthetic_{i:05d}.png".encode() for i in range(len(images))],
-    }
-
-
-def _add_bytes(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(payload)
-    info.mode = 0o644
-    archive.addfile(info, io.BytesIO(payload))
-
-
-def _check_member(archive_path: Path, member: tarfile.TarInfo, root: Path) -> None:
-    name = member.name
-    if name.startswith(("/", "\\")) or os.path.isabs(name) or ".." in Path(name).parts:
-        raise UnsafeArchiveError(f"{archive_path}: refused member {name!r} (absolute path or '..')")
-    destination = (root / name).resolve()
-    if destination != root and root not in destination.parents:
-        raise UnsafeArchiveError(f"{archive_path}: refused member {name!r} (would be written outside {root})")
-    if member.issym() or member.islnk():
-        link_base = destination.parent if member.issym() else root
-        link_target = (link_base / member.linkname).resolve()
-        if os.path.isabs(member.linkname) or (link_target != root and root not in link_target.parents):
-            raise UnsafeArchiveError(
-                f"{archive_path}: refused link {name!r} -> {member.linkname!r} (points outside {root})"
-            )
-    elif not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(f"{archive_path}: refused member {name!r} (not a file or folder)")
+def _refusal(archive_path: Path, member: tarfile.TarInfo, error: tarfile.FilterError) -> str:
+    """One line saying which member ``filter="data"`` refused, and why, in words."""
+    if isinstance(error, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError)):
+        return f"{archive_path}: refused link {member.name!r} -> {member.linkname!r} (points outside the target folder)"
+    if isinstance(error, tarfile.AbsolutePathError):
+        reason = "absolute path"
+    elif isinstance(error, tarfile.OutsideDestinationError):
+        reason = "'..' would write outside the target folder"
+    elif isinstance(error, tarfile.SpecialFileError):
+        reason = "not a file or folder"
+    else:
+        reason = str(error)
+    return f"{archive_path}: refused member {member.name!r} ({reason})"
 
 
 def _check_labels(labels: np.ndarray, where: str) -> None:

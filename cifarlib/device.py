@@ -4,12 +4,11 @@ The choices are rules written down from measurements, not habits:
 
 - precision: ``mixed_float16`` on NVIDIA GPUs with tensor cores (compute capability 7.0 or newer),
   ``mixed_bfloat16`` on TPUs and on CPUs with bf16 instructions (AVX512-BF16 or AMX) under TensorFlow, where it
-  trained about 1.6x faster than float32 on the 2-core development machine (the project's calibration in
-  issue 5, not re-measured by ``make bench``); ``float32`` elsewhere.
-- XLA (``jit_compile``): off on CPUs under TensorFlow (about 3x slower there, same calibration); on for TPUs (required) and
+  trained faster than float32 (docs/speed.md); ``float32`` elsewhere.
+- XLA (``jit_compile``): off on CPUs under TensorFlow (slower there, docs/speed.md); on for TPUs (required) and
   for JAX (whose ops run one by one without it); Keras's own ``"auto"`` on GPUs under TensorFlow, which were
   not measured here; off under PyTorch (``torch.compile`` costs more than it saves on short runs).
-- backend: on CPUs TensorFlow trains the seed network about 5x faster than JAX (see ``CPU_IMAGES_PER_SECOND``),
+- backend: on CPUs TensorFlow trains the reference network several times faster than JAX (docs/speed.md),
   so a run on a CPU under another backend logs a notice.
 - distribution (TensorFlow only): ``TPUStrategy`` on a TPU runtime, ``MirroredStrategy`` on several GPUs (or
   on several logical CPUs when asked), the default strategy otherwise. With N replicas the global batch is
@@ -31,9 +30,8 @@ from cifarlib.system import tpu_info
 
 log = logging.getLogger(__name__)
 
-# Training throughput of the seed network at batch 256 on the 2-core development CPU (Intel Xeon with AMX),
-# images per second, measured by `make bench` and `KERAS_BACKEND=jax python -m cifarlib bench --steps 10`
-# (cifarlib's way: mixed_bfloat16 under TensorFlow, float32 with XLA under JAX); see the README.
+# Training throughput of the reference network on a CPU, images per second per backend, as measured in
+# docs/speed.md (the command, machine and date are there); the CPU-backend notice below quotes their ratio.
 CPU_IMAGES_PER_SECOND = {"tensorflow": 168, "jax": 29}
 TENSOR_CORE_CAPABILITY = (7, 0)
 

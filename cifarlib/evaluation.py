@@ -7,8 +7,8 @@ without smoothing compare on the same scale.
 Test-time augmentation (TTA) averages the class probabilities of several views of each image. ``tta=True``
 adds the mirror image; ``translate=N`` (with ``tta``) adds the image shifted by N pixels down-right and
 up-left, each also mirrored: six views, the same kinds of shift and flip the network saw in training
-(reflect-padded, like ``cifarlib.augment.RandomCropFlip``). On the full-width tuned network after 10 epochs,
-1-pixel shifts added about 0.4 points to flip TTA (README, Accuracy).
+(reflect-padded, like ``cifarlib.augment.RandomCropFlip``). What each kind of view adds is measured in
+docs/accuracy.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""How much accelerator memory a model needs, by the reference notebook's formula and by an honest one.
+"""How much accelerator memory a model needs, by the reference notebook's formula and by an honest one, and
+the warning ``train`` logs when a run will not fit the GPU.
 
-``method="seed"`` reproduces the reference notebook's figure, so old numbers can be checked::
+``method="reference"`` reproduces the reference notebook's figure, so old numbers can be checked::
 
     4 bytes * batch * (sum of every layer's output elements + all parameters) / 1024**3
 
 It multiplies the parameters by the batch, which is wrong (weights are stored once), and ignores gradients
-and optimizer state; it gives 1.47 for the seed network at batch 128.
+and optimizer state (the notebooks print its figure for the reference network).
 
 ``method="training"`` counts what training really keeps, in bytes::
 
@@ -21,9 +22,17 @@ with measured peaks by ``make bench`` rather than trusted blindly.
 
 from __future__ import annotations
 
+import logging
 import math
+from typing import TYPE_CHECKING
 
 import keras
+
+if TYPE_CHECKING:
+    from cifarlib.config import RunConfig
+    from cifarlib.device import DevicePlan
+
+log = logging.getLogger(__name__)
 
 GIB = 1024**3
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "nadam": 2, "rmsprop": 1, "sgd_momentum": 1, "sgd": 0}
@@ -64,24 +73,60 @@ def training_memory_breakdown(
 def estimate_memory(
     model: keras.Model,
     batch_size: int,
-    method: str = "seed",
+    method: str = "reference",
     *,
     optimizer: str = "adam",
     precision: str = "float32",
 ) -> float:
     """Estimated memory in GiB (1024**3 bytes) for training ``model`` at ``batch_size``.
 
-    ``method="seed"`` is the reference notebook's formula (unrounded; it printed it rounded to 3 places);
+    ``method="reference"`` (or its earlier name ``"seed"``) is the reference notebook's formula (unrounded; it printed it rounded to 3 places);
     ``method="training"`` is the honest count, which takes the ``optimizer`` and ``precision`` used.
     """
     _check_batch(batch_size)
-    if method == "seed":
+    if method in ("reference", "seed"):
         elements = layer_output_elements(model) + model.count_params()
         return 4.0 * batch_size * elements / GIB
     if method == "training":
         breakdown = training_memory_breakdown(model, batch_size, optimizer=optimizer, precision=precision)
         return sum(breakdown.values()) / GIB
-    raise ValueError(f"method must be 'seed' or 'training', got {method!r}")
+    raise ValueError(f"method must be 'reference' or 'training', got {method!r}")
+
+
+def run_memory_estimate(model: keras.Model, config: RunConfig, plan: DevicePlan | None = None) -> float:
+    """GiB ``estimate_memory(method="training")`` gives for this run's batch, optimizer and precision."""
+    if plan is None:
+        from cifarlib.device import plan_device
+
+        plan = plan_device(config)
+    optimizer = "adam" if config.optimizer == "adam" else "sgd_momentum"
+    return estimate_memory(
+        model, config.batch_size, method="training", optimizer=optimizer, precision=plan.precision
+    )
+
+
+def warn_if_too_big(
+    model: keras.Model, config: RunConfig, plan: DevicePlan, gpus: list[dict] | None = None
+) -> str | None:
+    """Log (and return) a warning when the training memory estimate exceeds the GPU's free memory."""
+    if plan.device.kind != "gpu":
+        return None
+    if gpus is None:
+        from cifarlib.system import gpu_info
+
+        gpus = gpu_info()
+    if not gpus:
+        return None
+    needed = run_memory_estimate(model, config, plan)
+    free = gpus[0]["memory_free_mib"] / 1024
+    if needed <= free:
+        return None
+    message = (
+        f"estimated training memory {needed:.2f} GiB exceeds the GPU's free {free:.2f} GiB at batch "
+        f"{config.batch_size}: expect an out-of-memory error; lower the batch size"
+    )
+    log.warning("%s", message)
+    return message
 
 
 def _check_batch(batch_size) -> None:

@@ -3,78 +3,38 @@
 ``inception_module`` is one GoogLeNet block: four branches on the same input (1x1; 1x1 reduce then 3x3;
 1x1 reduce then 5x5; 3x3 max-pool then 1x1 projection), concatenated on channels, then optional dropout and
 batch normalisation and a 2x2 max-pool. ``dense_block`` is the reference's head unit (Dense, Dropout,
-BatchNormalization). ``build_inception`` stacks four modules and the head from an architecture preset:
+BatchNormalization). ``build_inception`` stacks the modules and the head of an explicit ``Architecture``
+(``cifarlib.config`` holds the presets' architectures; this module knows no recipe); ``build_model(config)``
+builds the network a ``RunConfig`` trains. ``build_inception("reference")`` is exactly the reference network,
+with clean layer names instead of the reference's names with spaces, slashes and colons.
 
-- ``"seed"`` is exactly the reference network (1,420,834 parameters at ``width=1``), with clean layer
-  names instead of the reference's names with spaces, slashes and colons;
-- ``"tuned"`` keeps the same four modules and widths but puts BatchNormalization inside every branch
-  (conv, BN, ReLU), normalises each colour channel, augments with random crops and flips, and ends in
-  global average pooling with a single softmax layer (see the README's accuracy section for why).
-
-The model takes raw pixel values in [0, 255] (uint8 batches are fine) and scales them itself, so a saved
+The network takes raw pixel values in [0, 255] (uint8 batches are fine) and scales them itself, so a saved
 ``best.keras`` needs no separate preprocessing, and the softmax runs in float32 under mixed precision.
+Training-only augmentation is not part of the network: ``training_model`` wraps the network in a model that
+augments first, and only the network is saved, so ``best.keras`` loads with plain Keras.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 import keras
 from keras import layers
 
 from cifarlib.augment import RandomCropFlip
+from cifarlib.config import BATCH_NORM_PLACES, REFERENCE_MODULES, Architecture, RunConfig, preset_architecture
 from cifarlib.data import IMAGE_SHAPE, NUM_CLASSES
 
-# Filters per module as [1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj], from the reference notebook
-# (GoogLeNet's inception 3a, 3b, 4a and 4b).
-SEED_MODULES = (
-    (64, 96, 128, 16, 32, 32),
-    (128, 128, 192, 32, 96, 64),
-    (192, 96, 208, 16, 48, 64),
-    (160, 112, 224, 24, 64, 64),
-)
-# The reference's L2 factor on every conv kernel and hidden dense kernel.
-REFERENCE_L2 = 2e-4
+# The reference's L2 factor on every conv kernel and hidden dense kernel (the building blocks' default).
+REFERENCE_L2 = Architecture().l2
+SEED_MODULES = REFERENCE_MODULES  # the name earlier versions used
 # Mean and standard deviation of each colour channel over the 50,000 CIFAR-10 training images, in [0, 1]
 # units; used when no statistics of the actual training data are passed.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-BATCH_NORM_PLACES = ("concat", "branch", "none")
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Everything that shapes the network; a preset is one of these."""
-
-    modules: tuple[tuple[int, ...], ...] = SEED_MODULES
-    head_units: tuple[int, ...] = (128, 64)  # hidden Dense layers of the head
-    head_dropout: float = 0.5  # after each hidden Dense layer
-    batch_norm: str = "concat"  # "concat": after each module's concatenation; "branch": conv-BN-ReLU
-    module_dropout: float = 0.0  # after each module's concatenation
-    l2: float = REFERENCE_L2  # on conv and hidden dense kernels; 0 disables
-    head_pool: str = "average2x2"  # "average2x2" then Flatten (reference), or "global" average
-    normalization: str = "scale"  # "scale": pixels / 255; "per_channel": (pixels / 255 - mean) / std
-    crop_padding: int = 0  # random crop and flip in training when > 0
-
-
-ARCHITECTURES = {
-    "seed": Architecture(),
-    "tuned": Architecture(
-        head_units=(),
-        head_dropout=0.0,
-        # conv-BN-ReLU in every branch beat BN after the concatenation, the rest of this recipe unchanged. Full width,
-        # 10 epochs, seeds 0 / 1: 87.32% against 85.70% one-view, 88.26% against 86.78% with TTA (README, Accuracy).
-        batch_norm="branch",
-        l2=0.0,  # the tuned recipe applies decoupled weight decay in the optimizer instead
-        head_pool="global",
-        normalization="per_channel",
-        # 2-pixel crops, not the usual 4: on a 10-epoch budget the network underfits. Full width, seeds 0 / 1: +0.82 /
-        # +0.16 points one-view, +0.26 / +0.58 with the preset's test-time augmentation (README, Accuracy).
-        crop_padding=2,
-    ),
-}
+# The same for the grayscale images (0.299 R + 0.587 G + 0.114 B).
+CIFAR10_GRAY_MEAN = (0.4809,)
+CIFAR10_GRAY_STD = (0.2390,)
 
 
 def inception_module(
@@ -133,30 +93,40 @@ def dense_block(
 
 
 def build_inception(
-    preset: str = "seed",
+    architecture: Architecture | str = "reference",
     *,
     width: float = 1.0,
     input_shape: tuple[int, int, int] = IMAGE_SHAPE,
     num_classes: int = NUM_CLASSES,
     channel_mean: Sequence[float] | None = None,
     channel_std: Sequence[float] | None = None,
-    augment_seed: int | None = None,
-    **overrides,
+    name: str | None = None,
+    **changes,
 ) -> keras.Model:
-    """Build the network of an architecture preset (``"seed"`` or ``"tuned"``).
+    """Build the network of ``architecture``, without its training-only augmentation.
 
     Args:
-        preset: a key of ``ARCHITECTURES``.
+        architecture: an ``Architecture``, or the name of a preset (``"reference"`` or ``"tuned"``) for its one.
         width: scales every filter and unit count (``0.25`` for fast tests and CPU runs); ``1.0`` keeps the
-            preset's sizes, so ``build_inception("seed")`` is exactly the reference network.
+            architecture's sizes, so ``build_inception("reference")`` is exactly the reference network.
         input_shape: ``(32, 32, 3)``, or ``(32, 32, 1)`` for grayscale.
         channel_mean, channel_std: per-channel statistics in [0, 1] units for ``per_channel``
             normalisation (default: CIFAR-10's).
-        augment_seed: seed of the random crop and flip, where the preset augments.
-        **overrides: any field of ``Architecture`` (``batch_norm="branch"``, ``head_dropout=0.2``, ...).
+        name: the model's name (default: ``inception_<preset>`` for a preset name, else ``inception``).
+        **changes: fields of ``Architecture`` to change (``batch_norm="branch"``, ``head_dropout=0.2``, ...).
     """
-    architecture = resolve_architecture(preset, **overrides)
-    if not isinstance(width, (int, float)) or width <= 0:
+    if isinstance(architecture, str):
+        name = name or f"inception_{architecture}"
+        try:
+            architecture = preset_architecture(architecture)
+        except ValueError as error:
+            raise ValueError(str(error)) from None
+    unknown = set(changes) - set(Architecture.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown architecture options {sorted(unknown)}")
+    if changes:
+        architecture = Architecture(**{**architecture.__dict__, **changes})
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < float("inf"):
         raise ValueError(f"width must be a positive number, got {width!r}")
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
         raise ValueError(f"input_shape must be (height, width, 1 or 3), got {input_shape}")
@@ -166,8 +136,6 @@ def build_inception(
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = _normalization_layer(architecture.normalization, input_shape[-1], channel_mean, channel_std)(inputs)
-    if architecture.crop_padding:
-        x = RandomCropFlip(architecture.crop_padding, seed=augment_seed, name="augment")(x)
     for index, filters in enumerate(architecture.modules, start=1):
         x = inception_module(
             x,
@@ -188,26 +156,45 @@ def build_inception(
         )
     # The class probabilities stay float32 under mixed precision, so the loss is computed in float32.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=f"inception_{preset}")
+    return keras.Model(inputs, outputs, name=name or "inception")
 
 
-def resolve_architecture(preset: str, **overrides) -> Architecture:
-    """The preset's ``Architecture`` with ``overrides`` applied, checked."""
-    if preset not in ARCHITECTURES:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(ARCHITECTURES)}")
-    unknown = set(overrides) - set(Architecture.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown architecture options {sorted(unknown)}")
-    architecture = replace(ARCHITECTURES[preset], **{k: v for k, v in overrides.items() if v is not None})
-    if architecture.batch_norm not in BATCH_NORM_PLACES:
-        raise ValueError(f"batch_norm must be one of {BATCH_NORM_PLACES}, got {architecture.batch_norm!r}")
-    if architecture.normalization not in ("scale", "per_channel"):
-        raise ValueError(
-            f"normalization must be 'scale' or 'per_channel', got {architecture.normalization!r}"
-        )
-    if architecture.head_pool not in ("average2x2", "global"):
-        raise ValueError(f"head_pool must be 'average2x2' or 'global', got {architecture.head_pool!r}")
-    return architecture
+def build_model(
+    config: RunConfig,
+    *,
+    input_shape: tuple[int, int, int] | None = None,
+    channel_mean: Sequence[float] | None = None,
+    channel_std: Sequence[float] | None = None,
+) -> keras.Model:
+    """The network ``train`` trains for ``config``: its architecture, width and channels (grayscale or colour).
+
+    ``channel_mean`` / ``channel_std`` are the training split's statistics (``cifarlib.data.channel_statistics``);
+    without them, CIFAR-10's are used, which changes no shape or parameter count.
+    """
+    if input_shape is None:
+        input_shape = (*IMAGE_SHAPE[:2], 1 if config.grayscale else 3)
+    return build_inception(
+        config.architecture,
+        width=config.width,
+        input_shape=input_shape,
+        channel_mean=channel_mean,
+        channel_std=channel_std,
+        name=f"inception_{config.preset}",
+    )
+
+
+def training_model(network: keras.Model, crop_padding: int, *, seed: int | None = None) -> keras.Model:
+    """``network`` behind random crops and flips (training only), or ``network`` itself when ``crop_padding`` is 0.
+
+    Fitting this model trains the network's own weights; saving ``network`` leaves the augmentation out, so the
+    saved model needs no cifarlib class. The crops and flips act on the raw pixels, before the network's
+    normalisation: both only move pixels, so the order changes no value.
+    """
+    if not crop_padding:
+        return network
+    inputs = keras.Input(shape=network.input_shape[1:], name="images")
+    augmented = RandomCropFlip(crop_padding, seed=seed, name="augment")(inputs)
+    return keras.Model(inputs, network(augmented), name=f"{network.name}_training")
 
 
 def _conv_unit(x, filters: int, kernel: int, name: str, *, l2: float, branch_bn: bool):
@@ -229,8 +216,8 @@ def _l2(factor: float):
 def _normalization_layer(kind: str, channels: int, mean, std) -> layers.Layer:
     if kind == "scale":
         return layers.Rescaling(1.0 / 255.0, name="rescale")
-    mean = list(mean if mean is not None else (CIFAR10_MEAN if channels == 3 else (0.4809,)))
-    std = list(std if std is not None else (CIFAR10_STD if channels == 3 else (0.2390,)))
+    mean = list(mean if mean is not None else (CIFAR10_MEAN if channels == 3 else CIFAR10_GRAY_MEAN))
+    std = list(std if std is not None else (CIFAR10_STD if channels == 3 else CIFAR10_GRAY_STD))
     if len(mean) != channels or len(std) != channels or min(std) <= 0:
         raise ValueError(f"channel_mean/channel_std need {channels} values with std > 0, got {mean}, {std}")
     # (pixel / 255 - mean) / std as one multiply-add per channel, with no weights to save or count.

@@ -7,6 +7,7 @@ also write it as a PNG there.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -32,6 +33,18 @@ TABLE_COLUMNS = [
 ]
 
 
+# The file a sweep keeps in ``sweeps/<name>/`` listing its runs and how each ended (written by cifarlib.sweep).
+SWEEP_MANIFEST = "sweep.json"
+
+
+def sweep_outcomes(workspace: storage.Workspace, name: str) -> dict[str, dict]:
+    """A sweep's runs and how each ended (``{"run_id": {"batch_size", "status"[, "error"]}}``)."""
+    path = workspace.sweeps_dir / name / SWEEP_MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no sweep named {name!r} in {workspace.root}")
+    return json.loads(path.read_text())["runs"]
+
+
 def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None = None) -> pd.DataFrame:
     """One row per run: id, status, preset, batch size, epochs, best validation and test accuracy, timings.
 
@@ -41,8 +54,6 @@ def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None =
     runs = workspace.runs()
     failed = set()
     if sweep is not None:
-        from cifarlib.sweep import sweep_outcomes
-
         outcomes = sweep_outcomes(workspace, sweep)
         runs = [run for run in runs if run.run_id in outcomes]
         failed = {run_id for run_id, outcome in outcomes.items() if outcome["status"] == "failed"}
@@ -257,7 +268,7 @@ def write_plots(
     import matplotlib
 
     matplotlib.use("Agg")
-    from cifarlib.train import run_predictions
+    from cifarlib.runs import run_predictions
 
     workspace = storage.as_workspace(workspace)
     table = runs_table(workspace, sweep=sweep)

@@ -15,14 +15,15 @@ import time
 from pathlib import Path
 
 from cifarlib import storage
-from cifarlib.results import format_runs_table, runs_table
+from cifarlib.results import SWEEP_MANIFEST, format_runs_table, runs_table, sweep_outcomes
 
 log = logging.getLogger(__name__)
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 TRAIN_NOTEBOOK = NOTEBOOKS_DIR / "03_train.ipynb"
 EXECUTED_NOTEBOOK = "03_train.ipynb"
-MANIFEST = "sweep.json"
+MANIFEST = SWEEP_MANIFEST
+__all__ = ["run_sweep", "sweep_outcomes"]
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
@@ -102,14 +103,6 @@ def run_sweep(
     table = runs_table(workspace, sweep=name)
     _say(progress, format_runs_table(table))
     return table
-
-
-def sweep_outcomes(workspace: storage.Workspace, name: str) -> dict[str, dict]:
-    """A sweep's runs and how each ended (``{"run_id": {"batch_size", "status"[, "error"]}}``)."""
-    path = workspace.sweeps_dir / name / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no sweep named {name!r} in {workspace.root}")
-    return json.loads(path.read_text())["runs"]
 
 
 def _read_manifest(path: Path, name: str, parameters: dict) -> dict:

@@ -4,7 +4,8 @@ The steps, in order: open the run folder (a completed run is returned as it is; 
 from its last finished epoch); load and split the data; pick precision, XLA and distribution for the device;
 build and compile the network; fit with the reference callbacks writing to a local staging folder that
 ``RunPublisher`` mirrors into the run folder every epoch; evaluate the best checkpoint on the test set; write
-``summary.json`` last. The run folder layout is described in ``cifarlib.storage``.
+``summary.json`` last. The run folder layout is described in ``cifarlib.storage``; finished runs are read back
+by ``cifarlib.runs``.
 """
 
 from __future__ import annotations
@@ -18,19 +19,17 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from cifarlib import __version__, storage
-from cifarlib.callbacks import EpochTimer, RunPublisher
-from cifarlib.config import EVALUATION_SPLITS, RunConfig, monitor_mode
-from cifarlib.data import load_cifar10, split_validation, to_grayscale
+from cifarlib.callbacks import EpochTimer, NetworkCheckpoint, RunPublisher
+from cifarlib.config import RunConfig, monitor_mode
+from cifarlib.data import channel_statistics, load_run_splits
 from cifarlib.device import DevicePlan, make_strategy, plan_device
 from cifarlib.errors import RunConfigError, WorkspaceError
-from cifarlib.evaluation import evaluate_model, predict_probabilities, score
-from cifarlib.memory import estimate_memory
-from cifarlib.model import build_inception
+from cifarlib.evaluation import evaluate_model
+from cifarlib.memory import warn_if_too_big
+from cifarlib.model import build_model, training_model
 from cifarlib.pipeline import make_inputs
-from cifarlib.schedules import WarmupCosine
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,26 @@ class RunResult:
         return cls(run.run_id, run.path, run.read_json(storage.SUMMARY_FILE) or {}, run.read_history())
 
 
+@dataclasses.dataclass
+class FitContext:
+    """What every step of one fit needs: the run, its settings, the device plan and the batch geometry."""
+
+    run: storage.RunFolder
+    config: RunConfig
+    plan: DevicePlan
+    train_images: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.plan.global_batch(self.config.batch_size)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, -(-self.train_images // self.global_batch))
+
+
 def new_run_id(config: RunConfig, now: dt.datetime | None = None) -> str:
-    """A run id that sorts by time and is a valid file name everywhere: ``20261128-142233-seed-b256``."""
+    """A run id that sorts by time and is a valid file name everywhere: ``20261128-142233-tuned-b64``."""
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"{now:%Y%m%d-%H%M%S}-{config.preset}-b{config.batch_size}"
 
@@ -90,19 +107,9 @@ def train(
     _prepare_run_folder(run, config)
 
     keras.utils.set_random_seed(config.seed)
-    splits = _load_splits(config)
-    plan = plan_device(config)
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(plan.precision)
-    try:
-        return _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks)
-    finally:
-        # The policy is process-wide: leave it as the caller had it.
-        keras.mixed_precision.set_global_policy(previous_policy)
-
-
-def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) -> RunResult:
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_run_splits(config)
+    context = FitContext(run, config, plan_device(config), len(x_train))
+    plan = context.plan
     log.info(
         "Device %s: precision %s, jit_compile %s, strategy %s x%d",
         plan.device.name,
@@ -111,70 +118,67 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
         plan.strategy,
         plan.replicas,
     )
-    global_batch = plan.global_batch(config.batch_size)
-    steps_per_epoch = max(1, -(-len(x_train) // global_batch))
+    with _precision_policy(plan.precision):
+        strategy = make_strategy(plan) if plan.device.backend == "tensorflow" else None
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            # Per-channel statistics come from the training split itself.
+            mean, std = channel_statistics(x_train)
+            network = build_model(config, input_shape=x_train.shape[1:], channel_mean=mean, channel_std=std)
+            model = training_model(network, config.crop_padding, seed=config.seed)
+            compile_model(model, config, plan, context.steps_per_epoch)
+        warn_if_too_big(network, config, plan)
 
-    strategy = make_strategy(plan) if plan.device.backend == "tensorflow" else None
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = _build_model(config, x_train)
-        _compile(model, config, plan, steps_per_epoch)
-    warn_if_too_big(model, config, plan)
-
-    staging = _prepare_staging(workspace, run)
-    stock, stateful = _stock_callbacks(config, staging, plan)
-    publisher = RunPublisher(run, staging, stateful)
-    train_inputs = make_inputs(
-        x_train,
-        y_train,
-        batch_size=global_batch,
-        shuffle=True,
-        seed=config.seed,
-        one_hot=config.label_smoothing > 0,
-    )
-    val_inputs = (
-        make_inputs(
-            x_val,
-            y_val,
-            batch_size=global_batch,
-            shuffle=False,
-            seed=config.seed,
-            one_hot=config.label_smoothing > 0,
+        staging = _prepare_staging(workspace, run)
+        stock, stateful = _stock_callbacks(config, staging, plan, network)
+        publisher = RunPublisher(run, staging, stateful)
+        one_hot = config.label_smoothing > 0
+        train_inputs = make_inputs(
+            x_train, y_train, batch_size=context.global_batch, shuffle=True, seed=config.seed, one_hot=one_hot
         )
-        if len(x_val)
-        else None
-    )
+        val_inputs = (
+            make_inputs(
+                x_val,
+                y_val,
+                batch_size=context.global_batch,
+                shuffle=False,
+                seed=config.seed,
+                one_hot=one_hot,
+            )
+            if len(x_val)
+            else None
+        )
 
-    started = time.perf_counter()
-    model.fit(
-        train_inputs.data,
-        y=train_inputs.labels,
-        batch_size=train_inputs.batch_size,
-        shuffle=train_inputs.shuffle,
-        epochs=config.epochs,
-        validation_data=val_inputs.as_validation() if val_inputs else None,
-        callbacks=[EpochTimer(), *stock, publisher, *callbacks],
-        verbose=verbose,
-    )
-    publisher.publish_final()
-    fit_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        model.fit(
+            train_inputs.data,
+            y=train_inputs.labels,
+            batch_size=train_inputs.batch_size,
+            shuffle=train_inputs.shuffle,
+            epochs=config.epochs,
+            validation_data=val_inputs.as_validation() if val_inputs else None,
+            callbacks=[EpochTimer(), *stock, publisher, *callbacks],
+            verbose=verbose,
+        )
+        publisher.publish_final()
+        fit_seconds = time.perf_counter() - started
 
-    # The last epoch's weights on the validation split, scored the way the test set is (with the run's
-    # test-time augmentation): the figure a fixed-budget recipe is compared on, free of best-epoch selection.
-    final_validation = evaluate_model(
-        model, x_val, y_val, batch_size=global_batch, tta=config.tta, tta_translate=config.tta_translate
-    )
-    best_model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
-    test = evaluate_model(
-        best_model,
-        x_test,
-        y_test,
-        batch_size=global_batch,
-        tta=config.tta,
-        tta_translate=config.tta_translate,
-    )
-    summary = _summary(
-        run, config, plan, model, publisher.rows, test, final_validation, fit_seconds, len(x_train)
-    )
+        # The last epoch's weights on the validation split, scored the way the test set is (with the run's
+        # test-time augmentation): the figure a fixed-budget recipe is compared on, free of best-epoch selection.
+        scoring = dict(batch_size=context.global_batch, tta=config.tta, tta_translate=config.tta_translate)
+        final_validation = evaluate_model(network, x_val, y_val, **scoring)
+        best_network = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
+        test = evaluate_model(best_network, x_test, y_test, **scoring)
+
+    summary = {
+        **_history_summary(config, publisher.rows),
+        "final_val_accuracy": final_validation["accuracy"],
+        "final_val_loss": final_validation["loss"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "fit_seconds_this_session": fit_seconds,
+        "params": int(network.count_params()),
+        **_run_facts(context),
+    }
     storage.atomic_write_text(run.file(storage.SUMMARY_FILE), _json(summary))
     shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
@@ -182,80 +186,71 @@ def _fit_and_finish(workspace, run, config, plan, splits, verbose, callbacks) ->
     return RunResult.load(run)
 
 
-def run_predictions(
-    run_id: str,
-    workspace: storage.Workspace | str | Path | None = None,
-    *,
-    data: str | None = None,
-    split: str = "test",
-    tta: bool | None = None,
-    tta_translate: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A run's test (or ``split="validation"``) images, labels, and the class probabilities its ``best.keras`` gives them.
-
-    The images are loaded as the run loaded them (same source unless ``data`` overrides it, same seeded
-    validation split, same grayscale setting). Predictions use the run's test-time augmentation unless
-    ``tta`` / ``tta_translate`` override it (to score a finished run another way without retraining).
-    """
-    run, config = _finished_run(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
-    return _predict_split(run, config, split)
-
-
-def evaluate_run(
-    run_id: str,
-    workspace: storage.Workspace | str | Path | None = None,
-    *,
-    data: str | None = None,
-    split: str = "test",
-    tta: bool | None = None,
-    tta_translate: int | None = None,
-) -> dict:
-    """Reload a run's ``best.keras`` and score it on the test set (as ``train`` did at the end) or its validation split.
-
-    Returns ``{"accuracy", "loss", "images", "tta", "tta_translate"}``. ``data`` overrides the source in the
-    run's config; ``split="validation"`` scores the run's own held-out validation images instead; ``tta`` and
-    ``tta_translate`` override the run's test-time augmentation (``None`` keeps it).
-    """
-    run, config = _finished_run(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
-    images, labels, probabilities = _predict_split(run, config, split)
-    return {
-        **score(probabilities, labels),
-        "images": len(images),
-        "tta": config.tta,
-        "tta_translate": config.tta_translate,
-    }
-
-
-def _finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunConfig]:
-    """A run that has a ``best.keras``, and its stored config with the non-``None`` ``changes`` applied."""
-    workspace = storage.as_workspace(workspace)
-    if run_id is None:
-        raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
-    run = workspace.run(run_id)
-    stored = run.read_json(storage.CONFIG_FILE)
-    if stored is None:
-        raise WorkspaceError(f"{run.path}: no run there (missing {storage.CONFIG_FILE})")
-    best = run.file(storage.BEST_MODEL_FILE)
-    if not best.is_file():
-        raise WorkspaceError(f"{best}: missing; the run has not finished an epoch yet")
-    return run, RunConfig.from_dict(stored).replace(**{k: v for k, v in changes.items() if v is not None})
-
-
-def _predict_split(run: storage.RunFolder, config: RunConfig, split: str):
-    if split not in EVALUATION_SPLITS:
-        raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
-    _, validation, test = _load_splits(config)
-    images, labels = validation if split == "validation" else test
-    if len(images) == 0:
-        raise RunConfigError(f"data source {config.data!r} gives run {run.run_id!r} no {split} images")
-    model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
-    probabilities = predict_probabilities(
-        model, images, batch_size=config.batch_size, tta=config.tta, tta_translate=config.tta_translate
-    )
-    return images, labels, probabilities
-
-
 # -------------------------------------------------------------------------------------------------- steps
+
+
+@contextlib.contextmanager
+def _precision_policy(policy: str):
+    """Keras's global precision policy set to ``policy`` for the block; it is process-wide, so the caller's
+    policy is put back afterwards."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def learning_rate_schedule(config: RunConfig, plan: DevicePlan, steps_per_epoch: int):
+    """The optimizer's learning rate: a number, or Keras's ``CosineDecay`` with linear warm-up for ``"cosine"``.
+
+    ``CosineDecay`` rises linearly from 0 to the peak over the warm-up steps, then follows half a cosine down to 0
+    at the end of the budget. Being a schedule of the optimizer's step counter, it resumes exactly from a
+    backup, and being a stock Keras class, a saved optimizer loads without cifarlib.
+    """
+    peak = plan.scaled_learning_rate(config.learning_rate)
+    if config.schedule != "cosine":
+        return peak
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = int(round(config.effective_warmup_epochs * steps_per_epoch))
+    if warmup_steps == 0:
+        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total_steps)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=max(1, total_steps - warmup_steps),
+        warmup_target=peak,
+        warmup_steps=warmup_steps,
+    )
+
+
+def compile_model(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_epoch: int) -> None:
+    """Compile ``model`` with the optimizer, schedule, weight decay, loss and metric that ``config`` asks for."""
+    learning_rate = learning_rate_schedule(config, plan, steps_per_epoch)
+    decay = config.weight_decay or None
+    if config.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay)
+    else:
+        optimizer = keras.optimizers.SGD(
+            learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay
+        )
+    if decay and config.decay_kernels_only:
+        # Decay on a kernel feeding BatchNorm only raises its effective learning rate (BN undoes its scale);
+        # decay on BN scales/offsets and biases shrinks the outputs themselves. Set before the optimizer is built.
+        optimizer.exclude_from_weight_decay(var_list=non_kernel_variables(model))
+    if config.label_smoothing > 0:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=plan.jit_compile)
+    # BackupAndRestore needs built optimizer variables to load a backup into.
+    optimizer.build(model.trainable_variables)
+
+
+def non_kernel_variables(model: keras.Model) -> list:
+    """Trainable variables of rank 0 or 1: BatchNorm gammas and betas and biases, the ones kernel-only decay skips."""
+    return [variable for variable in model.trainable_variables if len(variable.shape) <= 1]
 
 
 def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
@@ -290,104 +285,6 @@ def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
     storage.atomic_write_text(run.file(storage.CONFIG_FILE), _json(record))
 
 
-def _load_splits(config: RunConfig):
-    (x_train, y_train), (x_test, y_test) = load_cifar10(
-        config.data, train_size=config.train_size, seed=config.seed
-    )
-    (x_train, y_train), (x_val, y_val) = split_validation(
-        x_train, y_train, config.validation_fraction, seed=config.seed
-    )
-    if config.grayscale:
-        # Rounded back to uint8 once, so the pipeline still moves bytes, not floats.
-        x_train, x_val, x_test = (
-            np.round(to_grayscale(x)).astype(np.uint8) for x in (x_train, x_val, x_test)
-        )
-    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
-
-
-def _build_model(config: RunConfig, x_train: np.ndarray) -> keras.Model:
-    # Per-channel statistics come from the training split itself, in [0, 1] units.
-    mean = np.mean(x_train, axis=(0, 1, 2), dtype=np.float64) / 255.0
-    std = np.std(x_train, axis=(0, 1, 2), dtype=np.float64) / 255.0
-    return build_inception(
-        config.preset,
-        width=config.width,
-        input_shape=x_train.shape[1:],
-        channel_mean=mean.tolist(),
-        channel_std=np.maximum(std, 1e-3).tolist(),
-        augment_seed=config.seed,
-        **config.architecture_overrides(),
-    )
-
-
-def _compile(model: keras.Model, config: RunConfig, plan: DevicePlan, steps_per_epoch: int) -> None:
-    peak = plan.scaled_learning_rate(config.learning_rate)
-    if config.schedule == "cosine":
-        learning_rate = WarmupCosine(
-            peak, config.epochs * steps_per_epoch, int(round(config.warmup_epochs * steps_per_epoch))
-        )
-    else:
-        learning_rate = peak
-    decay = config.weight_decay or None
-    if config.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay)
-    else:
-        optimizer = keras.optimizers.SGD(
-            learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay
-        )
-    if decay and config.decay_kernels_only:
-        # Decay on a kernel feeding BatchNorm only raises its effective learning rate (BN undoes its scale);
-        # decay on BN scales/offsets and biases shrinks the outputs themselves. Set before the optimizer is built.
-        optimizer.exclude_from_weight_decay(var_list=non_kernel_variables(model))
-    if config.label_smoothing > 0:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=plan.jit_compile)
-    # BackupAndRestore needs built optimizer variables to load a backup into.
-    optimizer.build(model.trainable_variables)
-
-
-def non_kernel_variables(model: keras.Model) -> list:
-    """Trainable variables of rank 0 or 1: BatchNorm gammas and betas and biases, the ones kernel-only decay skips."""
-    return [variable for variable in model.trainable_variables if len(variable.shape) <= 1]
-
-
-def run_memory_estimate(model: keras.Model, config: RunConfig, plan: DevicePlan | None = None) -> float:
-    """GiB ``estimate_memory(method="training")`` gives for this run's batch, optimizer and precision."""
-    plan = plan or plan_device(config)
-    optimizer = "adam" if config.optimizer == "adam" else "sgd_momentum"
-    return estimate_memory(
-        model, config.batch_size, method="training", optimizer=optimizer, precision=plan.precision
-    )
-
-
-def warn_if_too_big(
-    model: keras.Model, config: RunConfig, plan: DevicePlan, gpus: list[dict] | None = None
-) -> str | None:
-    """Log (and return) a warning when the training memory estimate exceeds the GPU's free memory."""
-    if plan.device.kind != "gpu":
-        return None
-    if gpus is None:
-        from cifarlib.system import gpu_info
-
-        gpus = gpu_info()
-    if not gpus:
-        return None
-    needed = run_memory_estimate(model, config, plan)
-    free = gpus[0]["memory_free_mib"] / 1024
-    if needed <= free:
-        return None
-    message = (
-        f"estimated training memory {needed:.2f} GiB exceeds the GPU's free {free:.2f} GiB at batch "
-        f"{config.batch_size}: expect an out-of-memory error; lower the batch size"
-    )
-    log.warning("%s", message)
-    return message
-
-
 def _prepare_staging(workspace: storage.Workspace, run: storage.RunFolder) -> Path:
     """A fresh local staging folder holding the run folder's published state (the truth to resume from)."""
     staging = workspace.staging_dir(run.run_id)
@@ -403,12 +300,19 @@ def _prepare_staging(workspace: storage.Workspace, run: storage.RunFolder) -> Pa
     return staging
 
 
-def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan):
-    """Keras's callbacks as the reference used them; returns (all in order, the stateful ones by name)."""
+def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan, network: keras.Model):
+    """Keras's callbacks as the reference used them; returns (all in order, the stateful ones by name).
+
+    The checkpoint saves ``network``, the model without its training-only augmentation.
+    """
     mode = monitor_mode(config.monitor)
     stateful = {
-        "checkpoint": keras.callbacks.ModelCheckpoint(
-            str(staging / storage.BEST_MODEL_FILE), monitor=config.monitor, mode=mode, save_best_only=True
+        "checkpoint": NetworkCheckpoint(
+            str(staging / storage.BEST_MODEL_FILE),
+            network=network,
+            monitor=config.monitor,
+            mode=mode,
+            save_best_only=True,
         )
     }
     if config.early_stopping_patience is not None:
@@ -437,7 +341,8 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan):
     return [*stateful.values(), *extras, backup], stateful
 
 
-def _summary(run, config, plan, model, rows, test, final_validation, fit_seconds, train_images) -> dict:
+def _history_summary(config: RunConfig, rows: list[dict]) -> dict:
+    """The figures ``summary.json`` reads off the per-epoch history: epochs run, the best epoch, timings."""
     import pandas as pd
 
     history = pd.DataFrame(rows)
@@ -448,26 +353,27 @@ def _summary(run, config, plan, model, rows, test, final_validation, fit_seconds
         best_index = len(history) - 1
     best = history.iloc[best_index]
     return {
-        "run_id": run.run_id,
-        "preset": config.preset,
-        "batch_size": config.batch_size,
-        "global_batch_size": plan.global_batch(config.batch_size),
-        "epochs_planned": config.epochs,
         "epochs_run": int(len(history)),
         "best_epoch": int(best["epoch"]),
         "best_val_accuracy": float(best["val_accuracy"]) if "val_accuracy" in best else None,
         "max_val_accuracy": float(history["val_accuracy"].max()) if "val_accuracy" in history else None,
-        "final_val_accuracy": final_validation["accuracy"],
-        "final_val_loss": final_validation["loss"],
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "tta": config.tta,
-        "tta_translate": config.tta_translate,
         "seconds_per_epoch": float(history["seconds"].mean()),
         "total_seconds": float(history["seconds"].sum()),
-        "fit_seconds_this_session": fit_seconds,
-        "params": int(model.count_params()),
-        "train_images": train_images,
+    }
+
+
+def _run_facts(context: FitContext) -> dict:
+    """What ``summary.json`` records about the run's settings, device and software."""
+    config, plan = context.config, context.plan
+    return {
+        "run_id": context.run.run_id,
+        "preset": config.preset,
+        "batch_size": config.batch_size,
+        "global_batch_size": context.global_batch,
+        "epochs_planned": config.epochs,
+        "tta": config.tta,
+        "tta_translate": config.tta_translate,
+        "train_images": context.train_images,
         "device": plan.device.name,
         "device_kind": plan.device.kind,
         "precision": plan.precision,

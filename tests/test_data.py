@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifarlib import data
+from cifarlib import data, testing
 from cifarlib.errors import DataError, UnsafeArchiveError
 
 
@@ -54,14 +54,14 @@ def test_extracted_folder_and_archive_agree(tiny_archive, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_image_folder(tmp_path, suffix):
-    data.write_image_folder(tmp_path, images_per_class=2, suffix=suffix)
+    testing.write_image_folder(tmp_path, images_per_class=2, suffix=suffix)
     (x_train, y_train), (x_test, y_test) = data.load_cifar10(tmp_path)
     assert x_train.shape == (20, 32, 32, 3) and x_test.shape == (20, 32, 32, 3)
     assert data.class_counts(y_train) == {name: 2 for name in data.CLASS_NAMES}
 
 
 def test_image_folder_without_test_split(tmp_path):
-    data.write_image_folder(tmp_path, images_per_class=1)
+    testing.write_image_folder(tmp_path, images_per_class=1)
     for file in (tmp_path / "test").rglob("*.png"):
         file.unlink()
     for folder in sorted((tmp_path / "test").iterdir()):
@@ -229,7 +229,7 @@ def test_wrong_batch_shape(tmp_path):
 
 
 def test_wrong_image_shape_in_folder(tmp_path):
-    data.write_image_folder(tmp_path, images_per_class=1)
+    testing.write_image_folder(tmp_path, images_per_class=1)
     odd = tmp_path / "train" / "cat" / "odd.png"
     Image.fromarray(np.zeros((33, 32, 3), np.uint8)).save(odd)
     with pytest.raises(DataError, match=r"odd.png: image of shape \(33, 32, 3\), expected \(32, 32, 3\)"):
@@ -237,14 +237,14 @@ def test_wrong_image_shape_in_folder(tmp_path):
 
 
 def test_unreadable_image_in_folder(tmp_path):
-    data.write_image_folder(tmp_path, images_per_class=1)
+    testing.write_image_folder(tmp_path, images_per_class=1)
     (tmp_path / "train" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match="broken.jpg: not a readable image"):
         data.load_cifar10(tmp_path)
 
 
 def test_empty_and_unknown_class_folders(tmp_path):
-    data.write_image_folder(tmp_path, images_per_class=1)
+    testing.write_image_folder(tmp_path, images_per_class=1)
     (tmp_path / "train" / "unicorn").mkdir()
     with pytest.raises(DataError, match=r"unknown class folders \['unicorn'\]"):
         data.load_cifar10(tmp_path)

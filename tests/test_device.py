@@ -15,9 +15,9 @@ from cifarlib.bench import forward_multiply_adds, training_flops_per_image
 from cifarlib.config import RunConfig
 from cifarlib.device import DeviceInfo, choose_jit_compile, choose_precision, plan_device
 from cifarlib.errors import RunConfigError
+from cifarlib.memory import warn_if_too_big
 from cifarlib.model import SEED_MODULES, build_inception
 from cifarlib.pipeline import make_inputs
-from cifarlib.train import warn_if_too_big
 
 H200 = DeviceInfo("gpu", "NVIDIA H200", 1, (9, 0))
 P100 = DeviceInfo("gpu", "Tesla P100", 1, (6, 0))
@@ -72,7 +72,7 @@ def test_cpu_under_jax_says_tensorflow_is_faster(caplog):
 
 
 def test_memory_warning_when_the_estimate_exceeds_free_gpu_memory(caplog):
-    model = build_inception("seed")
+    model = build_inception("reference")
     plan = plan_device(RunConfig(batch_size=512), H200)
     small_gpu = [{"memory_free_mib": 1024.0}]
     big_gpu = [{"memory_free_mib": 140_000.0}]
@@ -105,7 +105,7 @@ def test_pipeline_keeps_uint8_and_shuffles_reproducibly():
 
 
 def test_flop_count_matches_the_topology():
-    model = build_inception("seed")
+    model = build_inception("reference")
     expected, channels, size = 0, 3, 32
     for f1, f3r, f3, f5r, f5, fp in SEED_MODULES:
         expected += size * size * (channels * (f1 + f3r + f5r + fp) + 9 * f3r * f3 + 25 * f5r * f5)

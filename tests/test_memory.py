@@ -8,10 +8,10 @@ from cifarlib.memory import training_memory_breakdown
 
 
 def test_seed_method_reproduces_the_reference_figure():
-    model = build_inception("seed")
-    assert round(estimate_memory(model, 128, method="seed"), 2) == 1.47
+    model = build_inception("reference")
+    assert round(estimate_memory(model, 128, method="reference"), 2) == 1.47
     # The formula is linear in the batch, parameters included (the reference's mistake, kept on purpose).
-    assert estimate_memory(model, 256, method="seed") == pytest.approx(2 * estimate_memory(model, 128))
+    assert estimate_memory(model, 256, method="reference") == pytest.approx(2 * estimate_memory(model, 128))
 
 
 def tiny_model():
@@ -29,8 +29,8 @@ def test_training_method_counted_by_hand():
 
 
 def test_training_estimate_is_below_the_seed_formula_for_the_seed_network():
-    model = build_inception("seed")
-    assert estimate_memory(model, 128, method="training") < estimate_memory(model, 128, method="seed")
+    model = build_inception("reference")
+    assert estimate_memory(model, 128, method="training") < estimate_memory(model, 128, method="reference")
 
 
 @pytest.mark.parametrize("batch", [0, -5, 1.5, True])

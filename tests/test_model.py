@@ -26,7 +26,7 @@ def reference_param_count(modules, head, channels=3, classes=10):
 
 
 def test_seed_network_is_the_reference():
-    model = build_inception("seed")
+    model = build_inception("reference")
     assert model.count_params() == 1_420_834
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 1_416_930
@@ -39,13 +39,13 @@ def test_seed_network_is_the_reference():
 
 
 def test_layer_names_are_clean():
-    model = build_inception("seed")
+    model = build_inception("reference")
     assert all(re.fullmatch(r"[a-z0-9_]+", layer.name) for layer in model.layers)
     assert model.get_layer("inception_1_3x3_reduce").filters == 96
 
 
 def test_narrow_network_scales_every_count():
-    model = build_inception("seed", width=0.25)
+    model = build_inception("reference", width=0.25)
     narrow = [tuple(max(1, round(f * 0.25)) for f in module) for module in SEED_MODULES]
     assert model.count_params() == reference_param_count(narrow, (32, 16))
     assert model.get_layer("inception_1_concat").output.shape == (None, 32, 32, 16 + 32 + 8 + 8)
@@ -55,14 +55,14 @@ def test_narrow_network_scales_every_count():
 
 
 def test_grayscale_input_shape():
-    model = build_inception("seed", width=0.25, input_shape=(32, 32, 1))
+    model = build_inception("reference", width=0.25, input_shape=(32, 32, 1))
     assert model.input.shape == (None, 32, 32, 1)
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"preset": "resnet"}, "unknown preset"),
+        ({"architecture": "resnet"}, "unknown preset"),
         ({"width": 0}, "width must be a positive"),
         ({"width": -1.0}, "width must be a positive"),
         ({"batch_norm": "everywhere"}, "batch_norm must be one of"),
@@ -111,4 +111,9 @@ def test_tuned_preset_keeps_the_reference_modules():
     assert model.get_layer("inception_4_concat").output.shape[-1] == sum(
         max(1, round(f * 0.25)) for f in (160, 224, 64, 64)
     )
-    assert model.get_layer("augment") is not None
+    # The crops and flips are training-only: they wrap the network for fitting and stay out of it (and so
+    # out of the saved best.keras).
+    from cifarlib.model import training_model
+
+    assert "augment" not in {layer.name for layer in model.layers}
+    assert training_model(model, 2, seed=0).get_layer("augment") is not None

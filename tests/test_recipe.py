@@ -12,10 +12,9 @@ import pytest
 from cifarlib.augment import RandomCropFlip
 from cifarlib.bench_accuracy import accuracy_benchmark, format_accuracy_table
 from cifarlib.config import PRESETS, RunConfig
-from cifarlib.data import write_image_folder
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import describe_tta, evaluate_model, predict_probabilities, score, tta_views
-from cifarlib.schedules import WarmupCosine
+from cifarlib.testing import write_image_folder
 
 
 def test_augmentation_keeps_shapes_and_label_alignment():
@@ -53,18 +52,40 @@ def test_each_output_is_a_window_of_the_padded_image_maybe_mirrored():
     np.testing.assert_array_equal(np.asarray(RandomCropFlip(4)(images, training=False)), images)
 
 
-def test_warmup_cosine_follows_its_formula():
-    schedule = WarmupCosine(peak=0.1, total_steps=100, warmup_steps=10)
+def test_cosine_schedule_follows_keras_documented_formula():
+    # CosineDecay's documented formula with warm-up: linear from 0 to the peak over the warm-up steps, then
+    # peak * 0.5 * (1 + cos(pi * min(step - warmup, decay) / decay)), with decay = total - warmup.
+    from cifarlib.device import plan_device
+    from cifarlib.train import learning_rate_schedule
+
+    config = RunConfig(
+        learning_rate=0.1, epochs=10, warmup_epochs=1.0, precision="float32", jit_compile=False
+    )
+    schedule = learning_rate_schedule(config, plan_device(config), steps_per_epoch=10)
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     for step in (0, 4, 9, 10, 35, 60, 99, 100, 150):
         if step < 10:
-            expected = 0.1 * (step + 1) / 10
+            expected = 0.1 * step / 10
         else:
             expected = 0.5 * 0.1 * (1 + math.cos(math.pi * min(step - 10, 90) / 90))
         assert float(schedule(step)) == pytest.approx(expected, abs=1e-7), step
-    restored = WarmupCosine.from_config(schedule.get_config())
+    # A stock class: it round-trips through its config without cifarlib.
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
     assert float(restored(42)) == pytest.approx(float(schedule(42)))
-    with pytest.raises(ValueError, match="warmup_steps < total_steps"):
-        WarmupCosine(0.1, total_steps=10, warmup_steps=10)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 40])
+def test_tuned_warm_up_fits_any_budget(epochs):
+    # The tuned preset's one-epoch warm-up is capped at half the budget, so even a 1-epoch run trains.
+    from cifarlib.device import plan_device
+    from cifarlib.train import learning_rate_schedule
+
+    config = RunConfig.from_preset("tuned", epochs=epochs, precision="float32", jit_compile=False)
+    assert config.effective_warmup_epochs == min(1.0, epochs / 2)
+    schedule = learning_rate_schedule(config, plan_device(config), steps_per_epoch=8)
+    warmup_steps = round(config.effective_warmup_epochs * 8)
+    assert float(schedule(warmup_steps)) == pytest.approx(config.learning_rate)
+    assert float(schedule(epochs * 8)) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_tta_averages_the_prediction_of_the_image_and_its_mirror():
@@ -126,7 +147,7 @@ def test_score_is_categorical_accuracy_and_cross_entropy():
 
 
 def test_presets_and_validation():
-    seed = RunConfig.from_preset("seed")
+    seed = RunConfig.from_preset("reference")
     assert (seed.optimizer, seed.learning_rate, seed.batch_size, seed.epochs, seed.schedule) == (
         "adam",
         1e-3,
@@ -138,11 +159,11 @@ def test_presets_and_validation():
     tuned = RunConfig.from_preset("tuned", epochs=10)
     assert tuned.epochs == 10 and tuned.optimizer == "sgd" and tuned.label_smoothing == 0.1 and tuned.tta
     assert tuned.decay_kernels_only and not seed.decay_kernels_only and seed.weight_decay == 0
-    assert set(PRESETS) == {"seed", "tuned"}
+    assert set(PRESETS) == {"reference", "tuned"}
     with pytest.raises(RunConfigError, match="unknown preset"):
         RunConfig.from_preset("resnet")
     with pytest.raises(RunConfigError, match="unknown run config fields"):
-        RunConfig.from_preset("seed", colour=True)
+        RunConfig.from_preset("reference", colour=True)
     with pytest.raises(RunConfigError) as error:
         RunConfig(batch_size=0, width=-1, optimizer="rmsprop")
     for part in (
@@ -183,12 +204,12 @@ def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monke
         tar.add(folder / "train", arcname="cifar10-jpeg/train")
     table = accuracy_benchmark(archive, epochs=2, width=0.25, workspace=tmp_path / "ws", batch_size=30)
     assert list(table.index) == [1, 2]
-    assert {"seed s0", "tuned s0"} <= set(table.columns)
+    assert {"reference s0", "tuned s0"} <= set(table.columns)
     text = format_accuracy_table(table)
-    assert "seed: " in text and "tuned: " in text and "after 2 epochs" in text
+    assert "reference: " in text and "tuned: " in text and "after 2 epochs" in text
     # The last epoch's weights are scored again with each recipe's own evaluation: flip TTA for tuned only.
     final = table.attrs["final_val_accuracy"]
-    assert set(final) == {"seed s0", "tuned s0"} and all(0.0 <= v <= 1.0 for v in final.values())
+    assert set(final) == {"reference s0", "tuned s0"} and all(0.0 <= v <= 1.0 for v in final.values())
     assert (
         "(no test-time augmentation)" in text
         and "(flip and 1-pixel shift test-time augmentation, 6 views)" in text
@@ -198,7 +219,7 @@ def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monke
 @pytest.mark.parametrize("kernels_only", [True, False])
 def test_kernel_only_weight_decay_leaves_batch_norm_and_biases_alone(kernels_only):
     from cifarlib.device import plan_device
-    from cifarlib.train import _compile
+    from cifarlib.train import compile_model
 
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(2)(inputs)))
@@ -213,7 +234,7 @@ def test_kernel_only_weight_decay_leaves_batch_norm_and_biases_alone(kernels_onl
         precision="float32",
         jit_compile=False,
     )
-    _compile(model, config, plan_device(config), steps_per_epoch=1)
+    compile_model(model, config, plan_device(config), steps_per_epoch=1)
     kernel = np.array(dense.kernel)
     # A zero gradient leaves only the decoupled decay: each decayed weight shrinks by learning rate x decay.
     model.optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])

@@ -55,6 +55,8 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
     workspace = tmp_path / "ws"
     done = cli(
         "train",
+        "--preset",
+        "reference",
         "--data",
         str(small_archive),
         "--width",
@@ -147,6 +149,8 @@ def test_sigkill_after_second_epoch_then_resume(small_archive, tmp_path, staging
     workspace = tmp_path / "ws"
     args = [
         "train",
+        "--preset",
+        "reference",
         "--data",
         str(small_archive),
         "--width",
@@ -194,8 +198,13 @@ def test_sigkill_after_second_epoch_then_resume(small_archive, tmp_path, staging
 
 def test_resume_restores_callback_counters_and_learning_rate(small_archive, tmp_path, staging):
     """An interrupted plateau run resumes with the reduced learning rate and the patience counters it had."""
-    config = RunConfig(
-        data=str(small_archive), epochs=3, reduce_lr_patience=0, reduce_lr_min_delta=10.0, **SMALL
+    config = RunConfig.from_preset(
+        "reference",
+        data=str(small_archive),
+        epochs=3,
+        reduce_lr_patience=0,
+        reduce_lr_min_delta=10.0,
+        **SMALL,
     )
 
     class Interrupt(keras.callbacks.Callback):
@@ -224,7 +233,7 @@ def test_resume_restores_callback_counters_and_learning_rate(small_archive, tmp_
 
 
 def test_completed_run_is_not_retrained_unless_asked(small_archive, tmp_path, staging):
-    config = RunConfig(data=str(small_archive), epochs=1, **SMALL)
+    config = RunConfig.from_preset("reference", data=str(small_archive), epochs=1, **SMALL)
     first = train(config, tmp_path / "ws", run_id="once", verbose=0)
     again = train(config, tmp_path / "ws", run_id="once", verbose=0)
     assert again.summary["finished"] == first.summary["finished"]
@@ -237,7 +246,7 @@ def test_completed_run_is_not_retrained_unless_asked(small_archive, tmp_path, st
 
 
 def test_resuming_with_other_settings_is_refused(small_archive, tmp_path, staging):
-    config = RunConfig(data=str(small_archive), epochs=1, **SMALL)
+    config = RunConfig.from_preset("reference", data=str(small_archive), epochs=1, **SMALL)
     run = storage.open_workspace(tmp_path / "ws").run("mine")
     run.path.mkdir(parents=True)
     (run.path / "config.json").write_text(config.replace(batch_size=64).to_json())
@@ -271,7 +280,7 @@ def test_workspace_made_read_only_mid_run(small_archive, mounted_workspace, stag
             if epoch == 1:
                 make_read_only()
 
-    config = RunConfig(data=str(small_archive), epochs=4, monitor="loss", **SMALL)
+    config = RunConfig.from_preset("reference", data=str(small_archive), epochs=4, monitor="loss", **SMALL)
     with pytest.raises(WorkspaceError) as error:
         train(config, root, run_id="ro", verbose=0, callbacks=[ReadOnlyAfterSecondEpoch()])
     message = str(error.value)
@@ -301,7 +310,7 @@ def test_atomic_copy_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch
 
 
 def test_runs_lists_finished_and_unfinished(small_archive, tmp_path, staging):
-    config = RunConfig(data=str(small_archive), epochs=1, **SMALL)
+    config = RunConfig.from_preset("reference", data=str(small_archive), epochs=1, **SMALL)
     train(config, tmp_path / "ws", run_id="20260101-000000-done", verbose=0)
     unfinished = tmp_path / "ws" / "runs" / "20260102-000000-open"
     unfinished.mkdir()

@@ -1,0 +1,93 @@
+"""Finished runs read back: a run's predictions and its score on the test set or its own validation split.
+
+``evaluate_run`` scores a run's ``best.keras`` as ``train`` did at the end (``python -m cifarlib evaluate``);
+``run_predictions`` gives the images, labels and class probabilities behind that score (the results notebook's
+confusion matrix and sample grids). Both load the images through ``cifarlib.data.load_run_splits``, the same
+function ``train`` uses, so a run is scored on exactly the split it was held out from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cifarlib import storage
+from cifarlib.config import EVALUATION_SPLITS, RunConfig
+from cifarlib.data import load_run_splits
+from cifarlib.errors import RunConfigError, WorkspaceError
+from cifarlib.evaluation import predict_probabilities, score
+
+
+def run_predictions(
+    run_id: str,
+    workspace: storage.Workspace | str | Path | None = None,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    tta: bool | None = None,
+    tta_translate: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A run's test (or ``split="validation"``) images, labels, and the class probabilities its ``best.keras`` gives them.
+
+    The images are loaded as the run loaded them (same source unless ``data`` overrides it, same seeded
+    validation split, same grayscale setting). Predictions use the run's test-time augmentation unless
+    ``tta`` / ``tta_translate`` override it (to score a finished run another way without retraining).
+    """
+    run, config = finished_run(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
+    return _predict_split(run, config, split)
+
+
+def evaluate_run(
+    run_id: str,
+    workspace: storage.Workspace | str | Path | None = None,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    tta: bool | None = None,
+    tta_translate: int | None = None,
+) -> dict:
+    """Reload a run's ``best.keras`` and score it on the test set (as ``train`` did at the end) or its validation split.
+
+    Returns ``{"accuracy", "loss", "images", "tta", "tta_translate"}``. ``data`` overrides the source in the
+    run's config; ``split="validation"`` scores the run's own held-out validation images instead; ``tta`` and
+    ``tta_translate`` override the run's test-time augmentation (``None`` keeps it).
+    """
+    run, config = finished_run(run_id, workspace, data=data, tta=tta, tta_translate=tta_translate)
+    images, labels, probabilities = _predict_split(run, config, split)
+    return {
+        **score(probabilities, labels),
+        "images": len(images),
+        "tta": config.tta,
+        "tta_translate": config.tta_translate,
+    }
+
+
+def finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunConfig]:
+    """A run that has a ``best.keras``, and its stored config with the non-``None`` ``changes`` applied."""
+    workspace = storage.as_workspace(workspace)
+    if run_id is None:
+        raise WorkspaceError(f"no completed run in {workspace.root} to analyse")
+    run = workspace.run(run_id)
+    stored = run.read_json(storage.CONFIG_FILE)
+    if stored is None:
+        raise WorkspaceError(f"{run.path}: no run there (missing {storage.CONFIG_FILE})")
+    best = run.file(storage.BEST_MODEL_FILE)
+    if not best.is_file():
+        raise WorkspaceError(f"{best}: missing; the run has not finished an epoch yet")
+    return run, RunConfig.from_dict(stored).replace(**{k: v for k, v in changes.items() if v is not None})
+
+
+def _predict_split(run: storage.RunFolder, config: RunConfig, split: str):
+    if split not in EVALUATION_SPLITS:
+        raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
+    _, validation, test = load_run_splits(config)
+    images, labels = validation if split == "validation" else test
+    if len(images) == 0:
+        raise RunConfigError(f"data source {config.data!r} gives run {run.run_id!r} no {split} images")
+    model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
+    probabilities = predict_probabilities(
+        model, images, batch_size=config.batch_size, tta=config.tta, tta_translate=config.tta_translate
+    )
+    return images, labels, probabilities
