@@ -82,7 +82,7 @@ def test_checked_outputs_cover_the_reference_facts():
         )
         for path in NOTEBOOKS
     }
-    assert "seed network: 1,420,834 parameters" in outputs["03_train"]
+    assert "reference network: 1,420,834 parameters" in outputs["03_train"]
     assert "reference memory formula at batch 128: 1.47 GiB" in outputs["03_train"]
     assert "images: (N, 32, 32, 3) uint8" in outputs["02_explore_data"]
 
@@ -96,6 +96,7 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     specific = {
         "02_explore_data": {"data": str(small_archive)},
         "03_train": {
+            "preset": "reference",
             "data": str(small_archive),
             "epochs": 2,
             "width": 0.25,
@@ -120,7 +121,7 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     assert (run_dir / "plots" / "misclassified.png").stat().st_size > 1000
     executed = nbformat.read(tmp_path / "04_results.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
-    assert re.search(r"papermill\s+completed\s+seed\s+100\s+2", printed), printed[:2000]
+    assert re.search(r"papermill\s+completed\s+reference\s+100\s+2", printed), printed[:2000]
 
     # The command line writes the same plots.
     for png in (workspace / "plots").glob("*.png"):

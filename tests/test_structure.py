@@ -182,3 +182,35 @@ def test_a_tuned_run_of_one_epoch_saves_a_model_plain_keras_opens(tmp_path, monk
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "(2, 10)"
+
+
+def test_an_interrupted_tuned_run_resumes_to_the_same_history(tmp_path, monkeypatch):
+    """With the augmentation wrapped around the network, backup and resume still give an unbroken run."""
+    import keras
+
+    from cifarlib.train import train
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+    config = RunConfig(
+        data="synthetic",
+        train_size=200,
+        width=0.125,
+        epochs=3,
+        batch_size=50,
+        precision="float32",
+        jit_compile=False,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "ws", run_id="cut", verbose=0, callbacks=[StopAfterSecondEpoch()])
+    resumed = train(config, tmp_path / "ws", run_id="cut", verbose=0)
+    clean = train(config, tmp_path / "ws", run_id="clean", verbose=0)
+    assert resumed.history["epoch"].tolist() == [1, 2, 3]
+    # The learning rate follows the same schedule across the break, and best.keras is the network alone.
+    assert resumed.history["learning_rate"].tolist() == pytest.approx(clean.history["learning_rate"].tolist())
+    best = keras.saving.load_model(resumed.run_dir / "best.keras")
+    assert "augment" not in {layer.name for layer in best.layers}
