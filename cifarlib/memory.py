@@ -80,8 +80,8 @@ def estimate_memory(
 ) -> float:
     """Estimated memory in GiB (1024**3 bytes) for training ``model`` at ``batch_size``.
 
-    ``method="reference"`` (or its earlier name ``"seed"``) is the reference notebook's formula (unrounded; it printed it rounded to 3 places);
-    ``method="training"`` is the honest count, which takes the ``optimizer`` and ``precision`` used.
+    ``method="reference"`` (or its earlier name ``"seed"``) is the reference notebook's formula (unrounded;
+    the notebook printed it rounded to 3 places); ``method="training"`` is the honest count, which takes the ``optimizer`` and ``precision`` used.
     """
     _check_batch(batch_size)
     if method in ("reference", "seed"):
