@@ -256,7 +256,10 @@ class RunConfig:
     def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides) -> "RunConfig":
         """The preset's recipe with ``overrides`` applied (unknown names raise ``RunConfigError``)."""
         if preset not in PRESETS:
-            raise RunConfigError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+            renamed = (
+                f" ({preset!r} is now {OLD_PRESET_NAMES[preset]!r})" if preset in OLD_PRESET_NAMES else ""
+            )
+            raise RunConfigError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}{renamed}")
         unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise RunConfigError(f"unknown run config fields {sorted(unknown)}")
