@@ -14,7 +14,7 @@ PRESET_FLAG = $(if $(PRESET),--preset $(PRESET))
 BATCH_FLAG = $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 BATCH_SIZES_FLAG = $(if $(BATCH_SIZES),--batch-sizes $(BATCH_SIZES))
 
-.PHONY: install test lint format train sweep bench bench-accuracy clean
+.PHONY: install test lint format train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,35 @@ ACCURACY_FLAGS = $(if $(ACCURACY_DATA),--data $(ACCURACY_DATA)) $(if $(ACCURACY_
 
 bench-accuracy: install
 	$(BIN)/python -m cifarlib bench-accuracy $(ACCURACY_FLAGS) --workspace $(WORKSPACE)
+
+# `make gpu-check OUT=folder`: the GPU path checked in one command, one report (docs/gpu-check.md). No .venv: on a
+# GPU machine without network it runs on that machine's Python, with what `make gpu-carry` put in .gpu-carry/.
+OUT ?= gpu-check
+GPU_CHECK_ARGS ?=
+
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py --out $(OUT) $(GPU_CHECK_ARGS)
+
+# `make gpu-carry`: what a bare GPU machine (Python 3.12, JAX, PyTorch, no TensorFlow, no network) lacks, into
+# .gpu-carry/ (ignored by git, carried beside the repository): Keras and the two of its dependencies missing
+# there as wheels, GPUtil (the memory warning reads free GPU memory through it; published as source only, so it
+# is built into a wheel here), and the real training images.
+GPU_CARRY ?= .gpu-carry
+GPU_PYTHON_VERSION ?= 3.12
+GPU_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64,--platform $(p))
+
+gpu-carry: gpu-wheels gpu-data
+	du -ch $(GPU_CARRY) | tail -n 1
+
+gpu-wheels:
+	rm -rf $(GPU_CARRY)/wheels
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON_VERSION) \
+		--implementation cp $(GPU_PLATFORMS) -d $(GPU_CARRY)/wheels "keras>=3.3,<4" namex optree
+	$(PYTHON) -m pip wheel --quiet --no-deps -w $(GPU_CARRY)/wheels "GPUtil>=1.4,<2"
+
+gpu-data:
+	mkdir -p $(GPU_CARRY)
+	install -m 644 $(ACCURACY_DATA) $(GPU_CARRY)/
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -47,7 +47,7 @@ def _library_versions() -> dict:
     from importlib import metadata
 
     versions = {}
-    for name in ("keras", "jax", "jaxlib", "torch", "tensorflow", "numpy"):
+    for name in ("keras", "jax", "jaxlib", "torch", "tensorflow", "GPUtil"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -121,6 +121,7 @@ def measure_speed(
         "training_flops_per_image": training_flops_per_image(network),
         "peak_tflops": peak,
         "epoch_images": EPOCH_IMAGES,
+        "warmup_steps": warmup_steps,
         "rows": [],
     }
     _write_json(result, report)

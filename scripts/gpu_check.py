@@ -46,6 +46,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 CARRY_FOLDER = REPOSITORY / ".gpu-carry"
 DEFAULT_WHEELS = CARRY_FOLDER / "wheels"
 DEFAULT_DATA = CARRY_FOLDER / "cifar10-jpeg-train.tar.gz"
+OFFICIAL_SOURCE = "keras"  # --data keras: cifarlib downloads the official archive (where there is a network)
 BACKENDS = ("jax", "tensorflow", "torch")
 COMPARISON_BACKEND = "torch"
 # Seconds the accuracy part keeps after its last epoch: reloading the best checkpoint and scoring the validation
@@ -324,17 +325,13 @@ class Check:
             if made.status != "ok":
                 self.add(made)
                 return
-        data = Path(data or DEFAULT_DATA).expanduser().resolve()
         name = f"accuracy-{self.backend}"
-        if not data.is_file():
-            self.add(
-                PartOutcome(
-                    name,
-                    "skipped",
-                    cause=f"no training images at {data} (run `make gpu-carry`, or pass --data)",
-                )
-            )
-            return
+        if data != OFFICIAL_SOURCE:
+            data = Path(data or DEFAULT_DATA).expanduser().resolve()
+            if not data.is_file():
+                cause = f"no training images at {data} (run `make gpu-carry`, or pass --data)"
+                self.add(PartOutcome(name, "skipped", cause=cause))
+                return
         limit = min(self.args.accuracy_seconds, self.left())
         minimum = 1 if self.args.tiny else ACCURACY_MINIMUM_SECONDS
         if limit < minimum:
@@ -366,7 +363,7 @@ class Check:
             # Cut off or failed before the end: the run folder's history.csv still holds every finished epoch.
             measured["history"] = _read_history(workspace / "runs" / run_id / "history.csv")
         measured.setdefault("run_id", run_id)
-        measured["data"] = _shown_path(data)
+        measured["data"] = _shown_path(data) if isinstance(data, Path) else data
         measured["fit_seconds"] = fit_seconds
         self.record["accuracy"] = measured
         self.add(outcome)
@@ -470,7 +467,10 @@ def _shown_path(path: Path) -> str:
 def format_report(record: dict) -> str:
     """The markdown report: head, parts table, then one section per part (figures a GPU gives say "no GPU")."""
     machine = record["machine"]
-    versions = ", ".join(f"{k} {v}" if v else f"{k} not installed" for k, v in machine["versions"].items())
+    # The parts' own view of the libraries (carried wheels included) where a part got that far; else this process's.
+    seen = [part["facts"] for part in record["speed"].values() if part.get("facts")]
+    seen_versions = seen[0]["versions"] if seen else machine["versions"]
+    versions = ", ".join(f"{k} {v}" if v else f"{k} not installed" for k, v in seen_versions.items())
     lines = [
         "# cifarlib GPU check",
         "",
@@ -534,15 +534,19 @@ def _speed_section(record: dict) -> list[str]:
             continue
         own = speed["facts"] or {}
         lines.append(
-            f"Precision {own.get('precision')}, XLA {own.get('jit_compile')}; timed after warm-up steps."
+            f"Precision {own.get('precision')}, XLA {_on_off(own.get('jit_compile'))}; timed after "
+            f"{own.get('warmup_steps', 'a few')} warm-up steps."
         )
-        lines += ["", "| batch | images/s | s per 50,000-image epoch | TFLOP/s | of peak | timed steps |"]
-        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        lines += [
+            "",
+            "| batch | images/s | s per 50,000-image epoch | TFLOP/s | of peak | peak memory (GiB) | timed steps |",
+        ]
+        lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for row in speed["rows"]:
             share = _share(row["peak_fraction"], own.get("device_kind"))
             lines.append(
                 f"| {row['batch_size']} | {row['images_per_second']:,.0f} | {row['seconds_per_epoch']:.2f} | "
-                f"{row['tflops']:.2f} | {share} | {row['timed_steps']} |"
+                f"{row['tflops']:.2f} | {share} | {_gib(row.get('measured_peak_gib'))} | {row['timed_steps']} |"
             )
         best = min(speed["rows"], key=lambda row: row["seconds_per_epoch"])
         lines += [
@@ -550,6 +554,14 @@ def _speed_section(record: dict) -> list[str]:
             f"Fastest: batch {best['batch_size']}, {best['seconds_per_epoch']:.2f} s per 50,000-image epoch.",
         ]
     return lines
+
+
+def _on_off(jit_compile) -> str:
+    return {True: "on", False: "off"}.get(jit_compile, str(jit_compile))
+
+
+def _gib(value) -> str:
+    return f"{value:.2f}" if value is not None else "no GPU"
 
 
 def _share(fraction, device_kind) -> str:
@@ -605,7 +617,7 @@ def _accuracy_section(record: dict) -> list[str]:
         if stopped
         else "ran its whole budget"
         if summary
-        else "cut off (see Parts)"
+        else "cut off: see Parts"
     )
     lines.append(
         f"Data `{accuracy['data']}`, validation fraction {accuracy.get('validation_fraction', '?')}, "
@@ -657,7 +669,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", type=Path, required=True, help="folder for report.md, logs and the run folder"
     )
     parser.add_argument(
-        "--data", type=Path, default=None, help=f"real training images (default {_shown_path(DEFAULT_DATA)})"
+        "--data",
+        default=None,
+        help=f"the training images' .tar.gz (default {_shown_path(DEFAULT_DATA)}), or 'keras' for the official "
+        "archive (downloads it)",
     )
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: the CPU rehearsal, about a minute")
     parser.add_argument(
@@ -679,8 +694,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wheels", type=Path, default=DEFAULT_WHEELS, help="carried wheels (make gpu-carry)")
     parser.add_argument("--install-wheels", choices=("auto", "always", "never"), default="auto")
     args = parser.parse_args(argv)
-    if args.data is not None and not args.data.expanduser().is_file():
-        parser.error(f"--data {args.data}: no such file (expected the training images' .tar.gz)")
+    if args.data not in (None, OFFICIAL_SOURCE) and not Path(args.data).expanduser().is_file():
+        parser.error(f"--data {args.data}: no such file (expected the training images' .tar.gz, or 'keras')")
     for name in ("budget_seconds", "speed_seconds", "comparison_seconds", "accuracy_seconds"):
         if getattr(args, name) <= 0:
             parser.error(

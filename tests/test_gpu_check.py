@@ -146,6 +146,9 @@ def test_the_whole_check_rehearsed_on_the_cpu_from_a_copy_of_what_travels(tmp_pa
         assert "| speed-torch | skipped | 0 |  | torch not installed |" in report
     else:
         assert statuses["speed-torch-b8-16"] == "ok", record["parts"]
+        torch_rows = record["speed"]["torch"]["rows"]
+        assert [row["batch_size"] for row in torch_rows] == [8, 16]
+        assert all(row["images_per_second"] > 0 for row in torch_rows)
 
     # The parts ran this copy's cifarlib under JAX, on a machine without a GPU.
     speed = record["speed"]["jax"]
