@@ -170,7 +170,7 @@ def _memory_figures(network, batch_size: int, plan, on_gpu: bool) -> dict:
     # What the warning compares against: the first GPU's free memory as GPUtil reads it now, in this process
     # (after the framework has reserved its share, as it would have in a real run).
     gpus = gpu_info()
-    warning = {"gpus_seen": len(gpus)}
+    warning = {"gpus_seen": len(gpus), "gputil": _gputil_status()}
     if gpus:
         warning["free_gib"] = gpus[0]["memory_free_mib"] / 1024
         warning["total_gib"] = gpus[0]["memory_total_mib"] / 1024
@@ -180,10 +180,22 @@ def _memory_figures(network, batch_size: int, plan, on_gpu: bool) -> dict:
         warning["decision"] = "warns"
     else:
         # Without a reading the warning cannot fire: say so rather than report a silence that checked nothing.
-        warning["decision"] = "silent" if gpus else "silent: no free-memory reading (GPUtil saw no GPU)"
+        warning["decision"] = (
+            "silent" if gpus else f"silent: no free-memory reading (GPUtil: {warning['gputil']})"
+        )
     warning["message"] = message
     figures["warning"] = warning
     return figures
+
+
+def _gputil_status() -> str:
+    """Whether GPUtil imports here: ``gpu_info`` reads no GPU when it does not (GPUtil 1.4 imports distutils,
+    which Python 3.12 dropped; only setuptools' stand-in keeps it importable there)."""
+    try:
+        import GPUtil  # noqa: F401
+    except Exception as error:  # noqa: BLE001 - any import failure silences the warning the same way
+        return f"does not import ({type(error).__name__}: {error})"
+    return "imports"
 
 
 # ---------------------------------------------------------------------------------------------- accuracy

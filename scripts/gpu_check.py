@@ -384,6 +384,8 @@ class Check:
                 self.add(PartOutcome("install-wheels", "failed", cause=str(error)))
             installed = (self.record["wheels"] or {}).get("target")
             self.env = _child_environment(Path(installed) if installed else None, scratch)
+            # Every part runs under a named backend: Keras's own default, TensorFlow, may be absent.
+            self.env["KERAS_BACKEND"] = self.backend
             self.write()
             self.speed(self.backend, part_seconds=self.args.speed_seconds, with_memory=True)
             if self.backend == COMPARISON_BACKEND:
