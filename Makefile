@@ -29,7 +29,7 @@ test: install
 	$(BIN)/python -m pytest
 
 # The Python sources; the notebooks are generated from a template and checked by their own test.
-PY_SOURCES = cifarlib tests conftest.py
+PY_SOURCES = cifarlib tests conftest.py scripts
 
 lint: install
 	$(BIN)/python -m ruff format --check $(PY_SOURCES)
@@ -88,8 +88,9 @@ gpu-wheels:
 	$(PYTHON) -m pip wheel --quiet --no-deps -w $(GPU_CARRY)/wheels "GPUtil>=1.4,<2"
 
 gpu-data:
+	@test -n "$(ACCURACY_DATA)" || { echo "make gpu-data: set ACCURACY_DATA to cifar10-jpeg-train.tar.gz"; exit 2; }
 	mkdir -p $(GPU_CARRY)
-	install -m 644 $(ACCURACY_DATA) $(GPU_CARRY)/
+	install -m 644 "$(ACCURACY_DATA)" $(GPU_CARRY)/cifar10-jpeg-train.tar.gz
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

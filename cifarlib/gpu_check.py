@@ -28,7 +28,7 @@ from pathlib import Path
 
 # The network the speed and memory parts measure, and the recipe the accuracy part trains: each preset's name
 # is written here once, so renaming a preset changes one line.
-REFERENCE_PRESET = "seed"
+REFERENCE_PRESET = "reference"
 TUNED_PRESET = "tuned"
 BYTES_PER_GIB = 1024**3
 # The real training images' layout inside their archive (one folder per class, JPEG files).
@@ -73,15 +73,16 @@ def _process_facts() -> dict:
 
 
 def build_reference_network():
-    """The reference network at full width, as ``make bench`` and the memory estimate see it."""
-    from cifarlib.model import build_inception
+    """The reference network as ``train`` builds it for that recipe (and warns about), at full width."""
+    from cifarlib.config import RunConfig
+    from cifarlib.model import build_model
 
-    return build_inception(REFERENCE_PRESET)
+    return build_model(RunConfig.from_preset(REFERENCE_PRESET))
 
 
 def memory_warning(model, config, plan) -> str | None:
     """The message of the warning ``train`` gives when the training estimate exceeds the GPU's free memory."""
-    from cifarlib.train import warn_if_too_big
+    from cifarlib.memory import warn_if_too_big
 
     return warn_if_too_big(model, config, plan)
 
