@@ -103,6 +103,87 @@ def test_a_failing_or_overrunning_part_is_recorded_with_its_cause(tmp_path):
     assert slow.seconds < 30
 
 
+def test_the_report_states_gpu_figures_a_cpu_rehearsal_cannot_reach():
+    """The GPU-only branches of the report, fed the shapes the parts write (the figures here are made up)."""
+    script = _load_script()
+    facts = {
+        "device_kind": "gpu",
+        "device_name": "NVIDIA H200",
+        "peak_tflops": 989.0,
+        "parameters": 1_420_834,
+        "forward_multiply_adds": 257_630_848,
+        "training_flops_per_image": 6.0 * 257_630_848,
+        "precision": "mixed_float16",
+        "jit_compile": True,
+        "warmup_steps": 3,
+        "versions": {"keras": "3.15.1", "tensorflow": None},
+    }
+    no_reading = "silent: no free-memory reading (GPUtil: does not import (ModuleNotFoundError: distutils))"
+    rows = [
+        {"batch_size": 64, "images_per_second": 8000.0, "seconds_per_epoch": 6.25, "tflops": 12.37},
+        {"batch_size": 512, "images_per_second": 20000.0, "seconds_per_epoch": 2.5, "tflops": 30.92},
+    ]
+    for row, peak, estimate, warning in zip(
+        rows,
+        (1.0, 4.0),
+        (0.9, 3.0),
+        (
+            {"decision": no_reading, "message": None},
+            {"decision": "silent", "free_gib": 34.5, "message": None},
+        ),
+    ):
+        row.update(peak_fraction=row["tflops"] / 989.0, measured_peak_gib=peak, timed_steps=50)
+        row.update(estimated_gib=estimate, warning=warning)
+    record = {
+        "started": "2026-11-29T13:00:00+00:00",
+        "wall_seconds": 530.0,
+        "budget_seconds": 540,
+        "sizes": "full",
+        "backend": "jax",
+        "command": "python3 scripts/gpu_check.py --out /tmp/gpu-check",
+        "machine": {
+            "gpus": ["NVIDIA H200, 143771 MiB, 580.159.04"],
+            "python": "3.12.3",
+            "cpus": 16,
+            "preallocate": "unset (JAX reserves 75% of the GPU)",
+            "versions": {},
+        },
+        "wheels": {"installed": ["keras-3.15.1-py3-none-any.whl"]},
+        "parts": [{"name": "speed-jax-b64", "status": "ok", "seconds": 40.0, "limit": 200.0, "cause": ""}],
+        "speed": {"jax": {"facts": facts, "rows": rows, "with_memory": True}},
+        "accuracy": {
+            "data": ".gpu-carry/cifar10-jpeg-train.tar.gz",
+            "validation_fraction": 0.1,
+            "seed": 0,
+            "batch_size": 64,
+            "epochs_planned": 40,
+            "stopped_by_time_limit": True,
+            "fit_seconds": 250.0,
+            "wall_seconds": 270.0,
+            "summary": {
+                "precision": "mixed_float16",
+                "train_images": 45000,
+                "fit_seconds_this_session": 240.0,
+                "final_val_accuracy": 0.8,
+            },
+            "history": [{"epoch": 1.0, "val_accuracy": 0.5, "accuracy": 0.4, "seconds": 10.0}],
+        },
+    }
+    text = script.format_report(record)
+
+    assert "GPU: NVIDIA H200, 143771 MiB, 580.159.04." in text
+    assert "keras 3.15.1, tensorflow not installed" in text
+    assert "peak: 989 TFLOP/s" in text
+    assert "| 512 | 20,000 | 2.50 | 30.92 | 3.1% | 4.00 | 50 |" in text
+    assert "Fastest: batch 512, 2.50 s per 50,000-image epoch." in text
+    assert f"| 64 | 0.90 | 1.00 | -10.0% | {no_reading} | none |" in text
+    assert "| 512 | 3.00 | 4.00 | -25.0% | silent | 34.5 |" in text
+    assert "1 of 40 planned epochs (stopped between epochs at its time limit)" in text
+    assert "| 1 | 50.00% | 40.00% | 10.0 |" in text
+    assert "test-time augmentation: 80.00% on the validation split" in text
+    assert "no GPU" not in text
+
+
 @pytest.mark.slow
 def test_the_whole_check_rehearsed_on_the_cpu_from_a_copy_of_what_travels(tmp_path):
     copy = tmp_path / "repository"
