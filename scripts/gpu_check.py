@@ -276,9 +276,11 @@ class Check:
         """Part 1 (and 2 with ``with_memory``): one process per batch size, so each has its own peak counter."""
         rows, facts = [], None
         part_deadline = time.monotonic() + part_seconds
-        processes = [[b] for b in self.sizes.batch_sizes] if with_memory else [list(self.sizes.batch_sizes)]
-        for batch_sizes in processes:
-            label = "-".join(map(str, batch_sizes))
+        # Largest batch first: it is the likeliest fastest, so it is the one to have if the part runs out of time.
+        batch_sizes = sorted(self.sizes.batch_sizes, reverse=True)
+        processes = [[b] for b in batch_sizes] if with_memory else [batch_sizes]
+        for group in processes:
+            label = "-".join(map(str, group))
             name = f"speed-{backend}-b{label}"
             limit = min(part_deadline - time.monotonic(), self.left())
             if limit < 1:
@@ -287,7 +289,7 @@ class Check:
                 )
                 continue
             result = self.results / f"{name}.json"
-            arguments = ["--batch-sizes", ",".join(map(str, batch_sizes)), "--result", str(result)]
+            arguments = ["--batch-sizes", ",".join(map(str, group)), "--result", str(result)]
             arguments += [
                 "--timed-images",
                 str(self.sizes.timed_images),
@@ -303,7 +305,7 @@ class Check:
             measured = _read_result(result)
             if measured:
                 facts = {k: v for k, v in measured.items() if k != "rows"}
-                rows += measured["rows"]
+                rows = sorted(rows + measured["rows"], key=lambda row: row["batch_size"])
                 if outcome.status != "ok" and measured["rows"]:
                     outcome.cause += f" (rows measured before that are kept: batch {[r['batch_size'] for r in measured['rows']]})"
             self.record["speed"][backend] = {"facts": facts, "rows": rows, "with_memory": with_memory}
@@ -537,7 +539,7 @@ def _speed_section(record: dict) -> list[str]:
         own = speed["facts"] or {}
         lines.append(
             f"Precision {own.get('precision')}, XLA {_on_off(own.get('jit_compile'))}; timed after "
-            f"{own.get('warmup_steps', 'a few')} warm-up steps."
+            f"{_count(own.get('warmup_steps'), 'warm-up step')}."
         )
         lines += [
             "",
@@ -556,6 +558,12 @@ def _speed_section(record: dict) -> list[str]:
             f"Fastest: batch {best['batch_size']}, {best['seconds_per_epoch']:.2f} s per 50,000-image epoch.",
         ]
     return lines
+
+
+def _count(number, noun: str) -> str:
+    if number is None:
+        return f"a few {noun}s"
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _on_off(jit_compile) -> str:

@@ -174,6 +174,7 @@ def test_the_report_states_gpu_figures_a_cpu_rehearsal_cannot_reach():
     assert "GPU: NVIDIA H200, 143771 MiB, 580.159.04." in text
     assert "keras 3.15.1, tensorflow not installed" in text
     assert "peak: 989 TFLOP/s" in text
+    assert "Precision mixed_float16, XLA on; timed after 3 warm-up steps." in text
     assert "| 512 | 20,000 | 2.50 | 30.92 | 3.1% | 4.00 | 50 |" in text
     assert "Fastest: batch 512, 2.50 s per 50,000-image epoch." in text
     assert f"| 64 | 0.90 | 1.00 | -10.0% | {no_reading} | none |" in text
@@ -226,7 +227,7 @@ def test_the_whole_check_rehearsed_on_the_cpu_from_a_copy_of_what_travels(tmp_pa
         assert statuses["speed-torch"] == "skipped"
         assert "| speed-torch | skipped | 0 |  | torch not installed |" in report
     else:
-        assert statuses["speed-torch-b8-16"] == "ok", record["parts"]
+        assert statuses["speed-torch-b16-8"] == "ok", record["parts"]
         torch_rows = record["speed"]["torch"]["rows"]
         assert [row["batch_size"] for row in torch_rows] == [8, 16]
         assert all(row["images_per_second"] > 0 for row in torch_rows)
