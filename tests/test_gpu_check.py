@@ -207,12 +207,17 @@ def test_the_whole_check_rehearsed_on_the_cpu_from_a_copy_of_what_travels(tmp_pa
             str(out),
             "--wheels",
             str(tmp_path / "none"),
+            # Limits sized for a slow, shared CPU: this test checks what the parts write, not how fast they are.
+            "--budget-seconds=1200",
+            "--speed-seconds=600",
+            "--comparison-seconds=300",
+            "--accuracy-seconds=300",
         ],
         cwd=copy,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = (out / "report.md").read_text()
