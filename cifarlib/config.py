@@ -26,6 +26,8 @@ EVALUATION_SPLITS = ("test", "validation")  # what `evaluate --split` can score 
 BATCH_NORM_PLACES = ("concat", "branch", "none")
 HEAD_POOLS = ("average2x2", "global")
 NORMALIZATIONS = ("scale", "per_channel")
+STEMS = ("none", "whiten")  # what comes between the input normalisation and the first Inception module
+FLIPS = ("random", "alternate")  # how training flips images (with crops, when crop_padding > 0)
 DEFAULT_PRESET = "tuned"
 # A cosine warm-up never takes more than this share of the epoch budget, so a preset's warm-up fits any budget
 # of at least one epoch (a 1-epoch run of the tuned recipe warms up over half an epoch, then decays).
@@ -55,6 +57,14 @@ REFERENCE = {
     "head_pool": "average2x2",
     "normalization": "scale",
     "crop_padding": 0,
+    # Options from airbench (Keller Jordan's CIFAR-10 speed runs), off here and in every preset until measured
+    # (docs/accuracy.md); these values build and train exactly the network and recipe above.
+    "stem": "none",
+    "batch_norm_momentum": 0.99,  # Keras's default
+    "batch_norm_scale": True,
+    "logit_temperature": 1.0,
+    "flip": "random",
+    "ema_momentum": 0.0,
     # Data
     "validation_fraction": 0.2,
     # Optimisation
@@ -143,6 +153,10 @@ class Architecture:
     head_pool: str = REFERENCE["head_pool"]
     normalization: str = REFERENCE["normalization"]
     crop_padding: int = REFERENCE["crop_padding"]
+    stem: str = REFERENCE["stem"]
+    batch_norm_momentum: float = REFERENCE["batch_norm_momentum"]
+    batch_norm_scale: bool = REFERENCE["batch_norm_scale"]
+    logit_temperature: float = REFERENCE["logit_temperature"]
 
     def __post_init__(self):
         problems = list(_architecture_problems(self))
@@ -196,6 +210,24 @@ class RunConfig:
     crop_padding: int = _recipe(
         "crop_padding", "pixels of random-crop padding (with flips); 0 disables augmentation"
     )
+    stem: str = _recipe(
+        "stem",
+        "'none', or 'whiten': a frozen 2x2 convolution that whitens the training images' patches (airbench)",
+    )
+    batch_norm_momentum: float = _recipe(
+        "batch_norm_momentum", "share of every BatchNorm moving average kept at each step (airbench: 0.6)"
+    )
+    batch_norm_scale: bool = _recipe(
+        "batch_norm_scale", "BatchNorm learns a scale as well as an offset; False: offset only (airbench)"
+    )
+    logit_temperature: float = _recipe(
+        "logit_temperature", "the logits are divided by this before the softmax (airbench: 9)"
+    )
+    flip: str = _recipe(
+        "flip",
+        "training flips: 'random' (each image, each step), or 'alternate' (each image mirrored every other "
+        "epoch, airbench)",
+    )
     # Optimisation
     batch_size: int = _recipe("batch_size", "images per step on one replica")
     epochs: int = _recipe("epochs", "upper bound; early stopping may end sooner")
@@ -210,6 +242,10 @@ class RunConfig:
         "weight decay on kernels only, not on BatchNorm scales/offsets or biases; False: every weight",
     )
     label_smoothing: float = _recipe("label_smoothing", "share of the target mass spread over all classes")
+    ema_momentum: float = _recipe(
+        "ema_momentum",
+        "exponential moving average of the weights, evaluated and saved instead of them; 0: off (airbench-like: 0.99)",
+    )
     schedule: str = _recipe(
         "schedule", "'plateau' (ReduceLROnPlateau), 'cosine' (linear warm-up, cosine decay), 'constant'"
     )
@@ -360,6 +396,19 @@ def _architecture_problems(architecture):
     padding = architecture.crop_padding
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
         yield f"crop_padding must be a non-negative integer, got {padding!r}"
+    if architecture.stem not in STEMS:
+        yield f"stem must be one of {STEMS}, got {architecture.stem!r}"
+    if architecture.stem == "whiten" and architecture.head_pool != "global":
+        # The whitening stem's unpadded 2x2 convolution leaves a 31x31 grid, which the modules' pooling ends at 1x1.
+        yield "stem 'whiten' needs head_pool 'global' (its grid ends at 1x1, too small for 'average2x2')"
+    momentum = architecture.batch_norm_momentum
+    if not _is_number(momentum) or not 0.0 <= momentum < 1.0:
+        yield f"batch_norm_momentum must be in [0, 1), got {momentum!r}"
+    if not isinstance(architecture.batch_norm_scale, bool):
+        yield f"batch_norm_scale must be true or false, got {architecture.batch_norm_scale!r}"
+    temperature = architecture.logit_temperature
+    if not _is_number(temperature) or not 0 < temperature < math.inf:
+        yield f"logit_temperature must be a finite number > 0, got {temperature!r}"
 
 
 def _problems(config: RunConfig):
@@ -400,6 +449,8 @@ def _problems(config: RunConfig):
         not isinstance(config.early_stopping_patience, int) or config.early_stopping_patience < 0
     ):
         yield f"early_stopping_patience must be an integer >= 0 or None, got {config.early_stopping_patience!r}"
+    if config.flip not in FLIPS:
+        yield f"flip must be one of {FLIPS}, got {config.flip!r}"
     if problem := translate_problem(config.tta_translate):
         yield f"tta_translate {problem}"
     if config.precision not in PRECISIONS:
@@ -420,6 +471,8 @@ def _problems(config: RunConfig):
         yield f"weight_decay must be >= 0, got {config.weight_decay!r}"
     if not 0.0 <= config.label_smoothing < 1.0:
         yield f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}"
+    if not 0.0 <= config.ema_momentum < 1.0:
+        yield f"ema_momentum must be in [0, 1) (0: off), got {config.ema_momentum!r}"
     if config.warmup_epochs < 0:
         yield f"warmup_epochs must be >= 0, got {config.warmup_epochs!r}"
     if config.monitor.startswith("val_") and config.validation_fraction == 0:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
 from cifarlib.augment import RandomCropFlip
@@ -35,6 +36,12 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # The same for the grayscale images (0.299 R + 0.587 G + 0.114 B).
 CIFAR10_GRAY_MEAN = (0.4809,)
 CIFAR10_GRAY_STD = (0.2390,)
+# The whitening stem, as airbench builds it: 2x2 patches, and eps added to each eigenvalue so that directions of
+# almost no variance are not blown up; both values are airbench94's.
+WHITENING_PATCH = 2
+WHITENING_EPS = 5e-4
+# How many training images the patch covariance is estimated from (airbench94 uses 5,000 too).
+WHITENING_IMAGES = 5000
 
 
 def inception_module(
@@ -46,11 +53,14 @@ def inception_module(
     batch_norm: str = "concat",
     dropout: float = 0.0,
     pool: bool = True,
+    batch_norm_momentum: float = 0.99,
+    batch_norm_scale: bool = True,
 ):
     """One Inception block on ``inputs``; ``filters`` is ``[1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj]``.
 
     ``batch_norm="concat"`` normalises after the concatenation (the reference); ``"branch"`` puts
-    BatchNormalization between every convolution and its ReLU; ``"none"`` uses neither.
+    BatchNormalization between every convolution and its ReLU; ``"none"`` uses neither. ``batch_norm_momentum``
+    and ``batch_norm_scale`` are passed to every BatchNormalization (Keras's defaults: 0.99, with a scale).
     """
     if len(filters) != 6 or any(int(f) <= 0 for f in filters):
         raise ValueError(
@@ -60,8 +70,12 @@ def inception_module(
         raise ValueError(f"batch_norm must be one of {BATCH_NORM_PLACES}, got {batch_norm!r}")
     f1, f3r, f3, f5r, f5, fpool = (int(f) for f in filters)
 
+    norm = dict(momentum=batch_norm_momentum, scale=batch_norm_scale)
+
     def conv(x, count, kernel, suffix):
-        return _conv_unit(x, count, kernel, f"{name}_{suffix}", l2=l2, branch_bn=batch_norm == "branch")
+        return _conv_unit(
+            x, count, kernel, f"{name}_{suffix}", l2=l2, branch_bn=batch_norm == "branch", norm=norm
+        )
 
     branch_1x1 = conv(inputs, f1, 1, "1x1")
     branch_3x3 = conv(conv(inputs, f3r, 1, "3x3_reduce"), f3, 3, "3x3")
@@ -72,14 +86,22 @@ def inception_module(
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     if batch_norm == "concat":
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn", **norm)(x)
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}_downsample")(x)
     return x
 
 
 def dense_block(
-    inputs, units: int, *, name: str, l2: float = REFERENCE_L2, dropout: float = 0.5, batch_norm: bool = True
+    inputs,
+    units: int,
+    *,
+    name: str,
+    l2: float = REFERENCE_L2,
+    dropout: float = 0.5,
+    batch_norm: bool = True,
+    batch_norm_momentum: float = 0.99,
+    batch_norm_scale: bool = True,
 ):
     """The reference head unit: Dense (ReLU, L2) then Dropout then BatchNormalization."""
     if int(units) <= 0:
@@ -88,7 +110,9 @@ def dense_block(
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(
+            name=f"{name}_bn", momentum=batch_norm_momentum, scale=batch_norm_scale
+        )(x)
     return x
 
 
@@ -101,6 +125,7 @@ def build_inception(
     channel_mean: Sequence[float] | None = None,
     channel_std: Sequence[float] | None = None,
     name: str | None = None,
+    stem_images: np.ndarray | None = None,
     **changes,
 ) -> keras.Model:
     """Build the network of ``architecture``, without its training-only augmentation.
@@ -113,6 +138,8 @@ def build_inception(
         channel_mean, channel_std: per-channel statistics in [0, 1] units for ``per_channel``
             normalisation (default: CIFAR-10's).
         name: the model's name (default: ``inception_<preset>`` for a preset name, else ``inception``).
+        stem_images: training images (N, H, W, C) in [0, 255] whose patches the ``"whiten"`` stem whitens;
+            without them that stem keeps its initial weights, which gives the right shapes and counts only.
         **changes: fields of ``Architecture`` to change (``batch_norm="branch"``, ``head_dropout=0.2``, ...).
     """
     if isinstance(architecture, str):
@@ -135,7 +162,15 @@ def build_inception(
         return max(1, round(count * width))
 
     inputs = keras.Input(shape=input_shape, name="images")
-    x = _normalization_layer(architecture.normalization, input_shape[-1], channel_mean, channel_std)(inputs)
+    normalization = _normalization_layer(
+        architecture.normalization, input_shape[-1], channel_mean, channel_std
+    )
+    x = normalization(inputs)
+    if architecture.stem == "whiten":
+        x = _whitening_stem(x, normalization, stem_images)
+    norm = dict(
+        batch_norm_momentum=architecture.batch_norm_momentum, batch_norm_scale=architecture.batch_norm_scale
+    )
     for index, filters in enumerate(architecture.modules, start=1):
         x = inception_module(
             x,
@@ -144,6 +179,7 @@ def build_inception(
             l2=architecture.l2,
             batch_norm=architecture.batch_norm,
             dropout=architecture.module_dropout,
+            **norm,
         )
     if architecture.head_pool == "global":
         x = layers.GlobalAveragePooling2D(name="global_pool")(x)
@@ -152,10 +188,23 @@ def build_inception(
         x = layers.Flatten(name="flatten")(x)
     for index, units in enumerate(architecture.head_units, start=1):
         x = dense_block(
-            x, scaled(units), name=f"dense_{index}", l2=architecture.l2, dropout=architecture.head_dropout
+            x,
+            scaled(units),
+            name=f"dense_{index}",
+            l2=architecture.l2,
+            dropout=architecture.head_dropout,
+            **norm,
         )
     # The class probabilities stay float32 under mixed precision, so the loss is computed in float32.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    if architecture.logit_temperature == 1.0:
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    else:
+        # airbench scales its logits down (by 1/9): small logits keep the softmax from saturating early.
+        logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
+        logits = layers.Rescaling(1.0 / architecture.logit_temperature, dtype="float32", name="temperature")(
+            logits
+        )
+        outputs = layers.Activation("softmax", dtype="float32", name="predictions")(logits)
     return keras.Model(inputs, outputs, name=name or "inception")
 
 
@@ -165,11 +214,13 @@ def build_model(
     input_shape: tuple[int, int, int] | None = None,
     channel_mean: Sequence[float] | None = None,
     channel_std: Sequence[float] | None = None,
+    stem_images: np.ndarray | None = None,
 ) -> keras.Model:
     """The network ``train`` trains for ``config``: its architecture, width and channels (grayscale or colour).
 
     ``channel_mean`` / ``channel_std`` are the training split's statistics (``cifarlib.data.channel_statistics``);
-    without them, CIFAR-10's are used, which changes no shape or parameter count.
+    without them, CIFAR-10's are used, which changes no shape or parameter count. ``stem_images`` are the
+    training images a ``"whiten"`` stem is fitted to (see ``build_inception``).
     """
     if input_shape is None:
         input_shape = (*IMAGE_SHAPE[:2], 1 if config.grayscale else 3)
@@ -180,24 +231,30 @@ def build_model(
         channel_mean=channel_mean,
         channel_std=channel_std,
         name=f"inception_{config.preset}",
+        stem_images=stem_images,
     )
 
 
-def training_model(network: keras.Model, crop_padding: int, *, seed: int | None = None) -> keras.Model:
+def training_model(
+    network: keras.Model, crop_padding: int, *, seed: int | None = None, flip: str = "random"
+) -> keras.Model:
     """``network`` behind random crops and flips (training only), or ``network`` itself when ``crop_padding`` is 0.
 
     Fitting this model trains the network's own weights; saving ``network`` leaves the augmentation out, so the
     saved model needs no cifarlib class. The crops and flips act on the raw pixels, before the network's
-    normalisation: both only move pixels, so the order changes no value.
+    normalisation: both only move pixels, so the order changes no value. ``flip`` is ``"random"`` or
+    ``"alternate"`` (``cifarlib.augment.RandomCropFlip``; ``"alternate"`` needs the ``FlipEpoch`` callback).
     """
     if not crop_padding:
         return network
     inputs = keras.Input(shape=network.input_shape[1:], name="images")
-    augmented = RandomCropFlip(crop_padding, seed=seed, name="augment")(inputs)
+    augmented = RandomCropFlip(crop_padding, flip=flip, seed=seed, name="augment")(inputs)
     return keras.Model(inputs, network(augmented), name=f"{network.name}_training")
 
 
-def _conv_unit(x, filters: int, kernel: int, name: str, *, l2: float, branch_bn: bool):
+def _conv_unit(
+    x, filters: int, kernel: int, name: str, *, l2: float, branch_bn: bool, norm: dict | None = None
+):
     if not branch_bn:
         return layers.Conv2D(
             filters, kernel, padding="same", activation="relu", kernel_regularizer=_l2(l2), name=name
@@ -205,7 +262,7 @@ def _conv_unit(x, filters: int, kernel: int, name: str, *, l2: float, branch_bn:
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, kernel_regularizer=_l2(l2), name=name)(
         x
     )
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn", **(norm or {}))(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -224,3 +281,58 @@ def _normalization_layer(kind: str, channels: int, mean, std) -> layers.Layer:
     scale = [1.0 / (255.0 * s) for s in std]
     offset = [-m / s for m, s in zip(mean, std)]
     return layers.Rescaling(scale, offset, name="standardize")
+
+
+def patch_whitening_kernel(images: np.ndarray, *, patch: int = WHITENING_PATCH, eps: float = WHITENING_EPS):
+    """A conv kernel ``(patch, patch, C, 2 * patch * patch * C)`` that whitens the ``patch`` x ``patch`` patches of
+    ``images`` (N, H, W, C, already normalised), as airbench's first layer.
+
+    The patch second-moment matrix is ``V diag(lambda) V^T``; the first half of the filters are the eigenvectors
+    divided by ``sqrt(lambda + eps)``, so their outputs over the same patches have the second-moment matrix
+    ``diag(lambda / (lambda + eps))``, the identity up to ``eps``. The second half are the same filters negated,
+    so that the activation after the stem (GELU) loses no sign.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    channels = images.shape[-1]
+    size = patch * patch * channels
+    moment, count = np.zeros((size, size)), 0
+    # In chunks, so 5,000 images' ~5 M patches never sit in memory at once.
+    for start in range(0, len(images), 500):
+        patches = _patches(images[start : start + 500], patch)
+        moment += patches.T @ patches
+        count += len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(moment / count)
+    filters = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + eps)
+    kernel = filters.reshape(patch, patch, channels, size)
+    return np.concatenate([kernel, -kernel], axis=-1).astype("float32")
+
+
+def _patches(images: np.ndarray, patch: int) -> np.ndarray:
+    """Every ``patch`` x ``patch`` window of ``images`` as a row, in the (row, column, channel) order of a kernel."""
+    height, width = images.shape[1] - patch + 1, images.shape[2] - patch + 1
+    windows = [images[:, dy : dy + height, dx : dx + width, :] for dy in range(patch) for dx in range(patch)]
+    return np.stack(windows, axis=3).reshape(-1, patch * patch * images.shape[-1])
+
+
+def _whitening_stem(x, normalization: layers.Layer, images: np.ndarray | None):
+    """airbench's frozen patch-whitening convolution, then GELU; fitted to ``images`` when they are given.
+
+    Padding ``"valid"``, as airbench: the grid shrinks to 31x31, which keeps the network within the reference
+    network's multiply-adds (with ``"same"`` padding, the first module's 1x1 convolutions on 24 channels instead of
+    3 would cost more than the reference network; docs/accuracy.md gives both figures).
+    """
+    channels = x.shape[-1]
+    stem = layers.Conv2D(
+        2 * WHITENING_PATCH * WHITENING_PATCH * channels,
+        WHITENING_PATCH,
+        padding="valid",
+        use_bias=False,
+        trainable=False,
+        name="whiten",
+    )
+    x = stem(x)
+    if images is not None:
+        sample = np.asarray(images[:WHITENING_IMAGES], dtype="float32")
+        normalized = keras.ops.convert_to_numpy(normalization(sample))
+        stem.kernel.assign(patch_whitening_kernel(normalized))
+    return layers.Activation("gelu", name="whiten_gelu")(x)
