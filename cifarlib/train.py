@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 
 from cifarlib import __version__, storage
+from cifarlib.augment import FlipEpoch
 from cifarlib.callbacks import EpochTimer, NetworkCheckpoint, RunPublisher
 from cifarlib.config import RunConfig, monitor_mode
 from cifarlib.data import channel_statistics, load_run_splits
@@ -123,8 +124,10 @@ def train(
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             # Per-channel statistics come from the training split itself.
             mean, std = channel_statistics(x_train)
-            network = build_model(config, input_shape=x_train.shape[1:], channel_mean=mean, channel_std=std)
-            model = training_model(network, config.crop_padding, seed=config.seed)
+            network = build_model(
+                config, input_shape=x_train.shape[1:], channel_mean=mean, channel_std=std, stem_images=x_train
+            )
+            model = training_model(network, config.crop_padding, seed=config.seed, flip=config.flip)
             compile_model(model, config, plan, context.steps_per_epoch)
         warn_if_too_big(network, config, plan)
 
@@ -228,10 +231,10 @@ def compile_model(model: keras.Model, config: RunConfig, plan: DevicePlan, steps
     learning_rate = learning_rate_schedule(config, plan, steps_per_epoch)
     decay = config.weight_decay or None
     if config.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay)
+        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay, **ema_settings(config))
     else:
         optimizer = keras.optimizers.SGD(
-            learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay
+            learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay, **ema_settings(config)
         )
     if decay and config.decay_kernels_only:
         # Decay on a kernel feeding BatchNorm only raises its effective learning rate (BN undoes its scale);
@@ -246,6 +249,13 @@ def compile_model(model: keras.Model, config: RunConfig, plan: DevicePlan, steps
     model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=plan.jit_compile)
     # BackupAndRestore needs built optimizer variables to load a backup into.
     optimizer.build(model.trainable_variables)
+
+
+def ema_settings(config: RunConfig) -> dict:
+    """The optimizer's arguments for an exponential moving average of the weights (none when it is off)."""
+    if not config.ema_momentum:
+        return {}
+    return {"use_ema": True, "ema_momentum": config.ema_momentum}
 
 
 def non_kernel_variables(model: keras.Model) -> list:
@@ -306,6 +316,12 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan, network
     The checkpoint saves ``network``, the model without its training-only augmentation.
     """
     mode = monitor_mode(config.monitor)
+    ema = (
+        [ResumableSwapEMAWeights(restored=(staging / storage.BACKUP_DIR).is_dir())]
+        if config.ema_momentum
+        else []
+    )
+    augmentation = [FlipEpoch()] if config.flip == "alternate" and config.crop_padding else []
     stateful = {
         "checkpoint": NetworkCheckpoint(
             str(staging / storage.BEST_MODEL_FILE),
@@ -338,7 +354,35 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan, network
     # BackupAndRestore comes after the callbacks it must not disturb and before RunPublisher, which reads
     # the epoch it restored.
     backup = keras.callbacks.BackupAndRestore(str(staging / storage.BACKUP_DIR), delete_checkpoint=False)
-    return [*stateful.values(), *extras, backup], stateful
+    # Early stopping and the plateau schedule read only the epoch's logs; they come before the EMA swap, which must
+    # see their stop decision, and the swap comes before the checkpoint, which must save the averaged weights.
+    controls = [stateful[name] for name in ("early_stopping", "reduce_lr") if name in stateful]
+    ordered = [*augmentation, *controls, *ema, stateful["checkpoint"], *extras, backup]
+    return ordered, stateful
+
+
+class ResumableSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras's ``SwapEMAWeights(swap_on_epoch=True)``, made safe to resume and to stop early.
+
+    Keras's callback puts the averaged weights in the model for each validation and at each epoch's end (so the
+    history and ``best.keras`` are the averaged network's), and swaps the trained weights back as the next
+    epoch begins; after the last epoch, ``fit`` leaves the averages in the model. Two cases it does not cover:
+
+    - a backup is saved at an epoch's end, so it always holds the averages in the model and the trained weights
+      in the optimizer; ``restored=True`` (a backup is being resumed from) says so, and the first resumed epoch
+      swaps the trained weights back;
+    - when training stops early, ``fit`` would copy the optimizer's slots (then the trained weights) into the
+      model; the averages are copied into those slots first, so the averaged network is what remains.
+    """
+
+    def __init__(self, *, restored: bool):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = restored
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.model.stop_training and epoch < self.params["epochs"] - 1:
+            self._finalize_ema_values()
 
 
 def _history_summary(config: RunConfig, rows: list[dict]) -> dict:
