@@ -1,0 +1,286 @@
+"""airbench's ingredients as RunConfig options, on synthetic data: each reaches the network or the fit, does what
+airbench's does, and is off in every preset (so the presets train exactly what they trained before)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cifarlib import storage
+from cifarlib.augment import FlipEpoch, RandomCropFlip
+from cifarlib.bench import forward_multiply_adds
+from cifarlib.config import PRESETS, RunConfig
+from cifarlib.errors import RunConfigError
+from cifarlib.model import WHITENING_EPS, build_inception, build_model, patch_whitening_kernel, training_model
+from cifarlib.train import train
+
+AIRBENCH_OPTIONS = dict(
+    stem="whiten",
+    batch_norm_momentum=0.6,
+    batch_norm_scale=False,
+    logit_temperature=9.0,
+    flip="alternate",
+    ema_momentum=0.9,
+)
+SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2)
+
+
+def batch_norm_layers(model):
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def smooth_images(count: int, seed: int = 0) -> np.ndarray:
+    """Images whose neighbouring pixels are correlated, like photographs (and unlike white noise)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, size=(count, 8, 8, 3))
+    images = np.kron(coarse, np.ones((1, 4, 4, 1))) + rng.normal(0, 12, size=(count, 32, 32, 3))
+    return np.clip(np.round(images), 0, 255).astype("uint8")
+
+
+def test_options_are_off_in_every_preset_and_old_runs_load_unchanged():
+    for name in PRESETS:
+        config = RunConfig.from_preset(name)
+        assert (config.stem, config.flip, config.ema_momentum) == ("none", "random", 0.0)
+        assert (config.batch_norm_momentum, config.batch_norm_scale, config.logit_temperature) == (
+            0.99,
+            True,
+            1.0,
+        )
+        # A config.json written before these options existed resumes as the same run.
+        stored = {key: value for key, value in config.to_dict().items() if key not in AIRBENCH_OPTIONS}
+        assert RunConfig.from_dict(stored) == config
+    # With the options off, the networks are the ones the rest of the suite checks (same parameters, same cost).
+    assert build_inception("reference").count_params() == 1_420_834
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(batch_norm_momentum=1.0), "batch_norm_momentum must be in [0, 1)"),
+        (dict(ema_momentum=-0.1), "ema_momentum must be in [0, 1)"),
+        (dict(logit_temperature=0.0), "logit_temperature must be a finite number > 0"),
+        (dict(flip="sometimes"), "flip must be one of"),
+        (dict(stem="patchify"), "stem must be one of"),
+        (dict(batch_norm_scale="no"), "batch_norm_scale must be true or false"),
+    ],
+)
+def test_bad_option_values_are_refused_with_their_name(changes, message):
+    with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        RunConfig(**changes)
+
+
+def test_whitening_stem_needs_global_pooling():
+    with pytest.raises(RunConfigError, match="stem 'whiten' needs head_pool 'global'"):
+        RunConfig.from_preset("reference", stem="whiten")
+
+
+@pytest.mark.parametrize("preset", ["reference", "tuned"])
+def test_batch_norm_momentum_and_scale_reach_every_batch_norm_layer(preset):
+    plain = build_model(RunConfig.from_preset(preset, width=0.25))
+    changed = build_model(
+        RunConfig.from_preset(preset, width=0.25, batch_norm_momentum=0.6, batch_norm_scale=False)
+    )
+    assert {layer.momentum for layer in batch_norm_layers(plain)} == {0.99}
+    layers = batch_norm_layers(changed)
+    assert len(layers) == len(batch_norm_layers(plain)) > 4
+    assert all(layer.momentum == 0.6 and not layer.scale and layer.gamma is None for layer in layers)
+    # Without a scale, each BatchNorm layer has one weight fewer per channel.
+    channels = sum(layer.beta.shape[0] for layer in layers)
+    assert plain.count_params() - changed.count_params() == channels
+
+
+def test_batch_norm_momentum_is_the_share_of_the_moving_mean_kept():
+    model = build_model(RunConfig(width=0.25, batch_norm_momentum=0.6, batch_norm="branch"))
+    layer = model.get_layer("inception_1_1x1_bn")
+    before = np.array(layer.moving_mean)
+    probe = keras.Model(model.input, layer.input)
+    images = smooth_images(8)
+    batch_mean = np.asarray(probe(images.astype("float32"))).mean(axis=(0, 1, 2))
+    model(images.astype("float32"), training=True)
+    np.testing.assert_allclose(
+        np.array(layer.moving_mean), 0.6 * before + 0.4 * batch_mean, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_logit_temperature_divides_the_logits_before_the_softmax():
+    model = build_model(RunConfig(width=0.25, logit_temperature=9.0))
+    logits = keras.Model(model.input, model.get_layer("logits").output)
+    images = smooth_images(4).astype("float32")
+    expected = np.asarray(keras.ops.softmax(np.asarray(logits(images)) / 9.0))
+    np.testing.assert_allclose(np.asarray(model(images)), expected, rtol=1e-5, atol=1e-6)
+    assert model.output.shape == (None, 10)
+
+
+def test_whitening_kernel_makes_the_patch_second_moments_the_identity_up_to_eps():
+    rng = np.random.default_rng(1)
+    images = (smooth_images(64) - 127.5) / 64.0 + rng.normal(0, 0.01, size=(64, 32, 32, 3))
+    kernel = patch_whitening_kernel(images)
+    assert kernel.shape == (2, 2, 3, 24)
+    np.testing.assert_allclose(kernel[..., 12:], -kernel[..., :12])
+    patches = np.stack(
+        [images[:, dy : dy + 31, dx : dx + 31, :] for dy in (0, 1) for dx in (0, 1)], axis=3
+    ).reshape(-1, 12)
+    eigenvalues = np.linalg.eigvalsh(patches.T @ patches / len(patches))
+    outputs = patches @ kernel[..., :12].reshape(12, 12)
+    moments = outputs.T @ outputs / len(outputs)
+    # Exactly diag(lambda / (lambda + eps)): decorrelated, and unit variance but for eps.
+    np.testing.assert_allclose(
+        moments, np.diag(np.sort(eigenvalues / (eigenvalues + WHITENING_EPS))), atol=1e-6
+    )
+    assert np.abs(moments - np.eye(12)).max() <= WHITENING_EPS / (eigenvalues.min() + WHITENING_EPS) + 1e-6
+
+
+def test_whitening_stem_whitens_the_normalised_training_images_and_is_frozen():
+    images = smooth_images(200)
+    network = build_model(RunConfig(width=0.25, stem="whiten"), stem_images=images)
+    stem = network.get_layer("whiten")
+    assert not stem.trainable and not any("whiten" in v.path for v in network.trainable_variables)
+    outputs = np.asarray(keras.Model(network.input, stem.output)(images.astype("float32")), dtype=np.float64)
+    assert outputs.shape == (200, 31, 31, 24)
+    first_half = outputs[..., :12].reshape(-1, 12)
+    moments = first_half.T @ first_half / len(first_half)
+    assert np.abs(moments - np.eye(12)).max() < 0.05
+    # Without the images it builds with the same shapes (for counting), but whitens nothing.
+    unfitted = build_model(RunConfig(width=0.25, stem="whiten"))
+    assert unfitted.count_params() == network.count_params()
+    assert not np.allclose(np.array(unfitted.get_layer("whiten").kernel), np.array(stem.kernel))
+
+
+def test_every_new_network_option_stays_within_the_limits():
+    """At full width, at most 1.5 M parameters and no more multiply-adds per image than the reference network."""
+    limit = forward_multiply_adds(build_inception("reference"))
+    network = build_model(
+        RunConfig(stem="whiten", batch_norm_momentum=0.6, batch_norm_scale=False, logit_temperature=9.0)
+    )
+    assert network.count_params() <= 1_500_000
+    assert forward_multiply_adds(network) <= limit
+    assert any(layer.name.startswith("inception_") for layer in network.layers)
+
+
+def alternate_flip_outputs(images, epoch, order=None):
+    layer = RandomCropFlip(0, flip="alternate")
+    layer.build(images.shape)
+    layer.epoch.assign(epoch)
+    order = np.arange(len(images)) if order is None else order
+    outputs = np.asarray(layer(images[order], training=True))
+    return outputs[np.argsort(order)]
+
+
+def test_alternating_flips_mirror_each_image_on_every_other_epoch():
+    images = smooth_images(64).astype("float32")
+    mirrored = images[:, :, ::-1, :]
+    epochs = [alternate_flip_outputs(images, epoch) for epoch in range(4)]
+    flipped = [np.array([np.array_equal(out, m) for out, m in zip(outs, mirrored)]) for outs in epochs]
+    kept = [np.array([np.array_equal(out, i) for out, i in zip(outs, images)]) for outs in epochs]
+    for epoch in range(4):
+        assert (flipped[epoch] | kept[epoch]).all()
+    # Each image is mirrored on every other epoch, about half of them on even epochs.
+    assert (
+        (flipped[0] == ~flipped[1]).all()
+        and (flipped[0] == flipped[2]).all()
+        and (flipped[1] == flipped[3]).all()
+    )
+    assert 16 <= flipped[0].sum() <= 48
+    # Which epochs an image is mirrored on does not depend on where it is in a batch (the data is shuffled).
+    shuffled = alternate_flip_outputs(images, 0, order=np.random.default_rng(0).permutation(64))
+    np.testing.assert_array_equal(shuffled, epochs[0])
+
+
+def test_flip_epoch_callback_tells_the_layer_each_epoch_during_fit():
+    inputs = keras.Input((32, 32, 3))
+    network = keras.Model(
+        inputs, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(inputs))
+    )
+    model = training_model(network, 2, seed=0, flip="alternate")
+    augment = model.get_layer("augment")
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(int(augment.epoch.numpy()))
+
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    images, labels = smooth_images(20).astype("float32"), np.arange(20) % 10
+    model.fit(images, labels, batch_size=10, epochs=3, verbose=0, callbacks=[FlipEpoch(), Record()])
+    assert seen == [0, 0, 1, 1, 2, 2]
+
+
+def kernel_of(model, name="predictions/kernel"):
+    (variable,) = [v for v in model.weights if v.path.endswith(name)]
+    return np.array(variable, dtype=np.float64)
+
+
+def test_ema_weights_are_the_ones_validated_saved_and_kept_across_a_resume(
+    small_archive, tmp_path, monkeypatch
+):
+    """The averaged weights are what best.keras and the final model hold; a resume continues the trained weights
+    and the average from the backup (checked on the output layer's kernel, step by step)."""
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+    momentum = 0.5
+    config = RunConfig.from_preset(
+        "tuned", data=str(small_archive), epochs=3, ema_momentum=momentum, precision="float32", **SMALL
+    )
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self, stop_after=None):
+            super().__init__()
+            self.stop_after, self.trained, self.at_epoch_end, self.first, self.final = (
+                stop_after,
+                [],
+                [],
+                None,
+                None,
+            )
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.first is None:
+                self.first = kernel_of(self.model)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.trained.append(kernel_of(self.model))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.at_epoch_end.append(kernel_of(self.model))  # after the swap: what the checkpoint saw
+            if epoch == self.stop_after:
+                raise KeyboardInterrupt
+
+        def on_train_end(self, logs=None):
+            self.final = kernel_of(self.model)
+
+    first = Record(stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "ws", run_id="ema", verbose=0, callbacks=[first])
+    steps = len(first.trained) // 2
+    averages, average = [], None
+    for index, weights in enumerate(first.trained):
+        average = weights if average is None else momentum * average + (1 - momentum) * weights
+        if (index + 1) % steps == 0:
+            averages.append(average)
+    np.testing.assert_allclose(first.at_epoch_end, averages, atol=1e-5)
+    assert not np.allclose(averages[-1], first.trained[-1], atol=1e-4)  # the average really differs
+
+    second = Record()
+    result = train(config, tmp_path / "ws", run_id="ema", verbose=0, callbacks=[second])
+    # The resumed epoch starts from the trained weights, not from the average the backup held in the model.
+    np.testing.assert_allclose(second.first, first.trained[-1], atol=1e-6)
+    for weights in second.trained:
+        average = momentum * average + (1 - momentum) * weights
+    averages.append(average)
+    np.testing.assert_allclose(second.final, average, atol=1e-5)
+    # best.keras holds the average at the best epoch (the first with the highest validation accuracy).
+    history = result.history["val_accuracy"].tolist()
+    best_epoch = history.index(max(history))
+    saved = keras.saving.load_model(tmp_path / "ws" / "runs" / "ema" / storage.BEST_MODEL_FILE)
+    np.testing.assert_allclose(kernel_of(saved), averages[best_epoch], atol=1e-5)
+    assert json.loads((result.run_dir / "config.json").read_text())["ema_momentum"] == momentum
+
+
+def test_all_options_on_train_end_to_end(small_archive, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+    config = RunConfig.from_preset("tuned", data=str(small_archive), epochs=2, **AIRBENCH_OPTIONS, **SMALL)
+    result = train(config, tmp_path / "ws", run_id="airbench", verbose=0)
+    assert result.history["epoch"].tolist() == [1, 2]
+    assert 0.0 <= result.summary["final_val_accuracy"] <= 1.0
+    saved = keras.saving.load_model(result.run_dir / storage.BEST_MODEL_FILE)
+    assert saved.get_layer("whiten").kernel.shape == (2, 2, 3, 24)
