@@ -215,7 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=epochs, help=f"epoch budget of every run (default: {epochs})"
     )
     recipes = _comma_list(_function_default(accuracy_benchmark, "recipes"))
-    accuracy.add_argument("--recipes", default=recipes, help=f"comma-separated presets (default: {recipes})")
+    accuracy.add_argument(
+        "--recipes",
+        default=recipes,
+        help=f"comma-separated recipes: a preset, or a preset with changed settings, "
+        f"tuned+ema_momentum=0.99+flip=alternate (default: {recipes})",
+    )
     seeds = _comma_list(_function_default(accuracy_benchmark, "seeds"))
     accuracy.add_argument("--seeds", default=seeds, help=f"comma-separated seeds (default: {seeds})")
     width = _function_default(accuracy_benchmark, "width")

@@ -5,13 +5,21 @@ Both recipes train on the same fixed, seeded, class-balanced split of the real t
 result is a normal run folder in the workspace, resumable). The table printed at the end has one row per epoch
 and one column of validation accuracy per recipe and seed (as Keras measures it during training, one view per
 image), then each recipe's final figures with their spread over seeds: the last epoch's accuracy and the same
-weights scored with the recipe's test-time augmentation (``final_val_accuracy`` in the run's summary).
+weights scored with the recipe's test-time augmentation (``final_val_accuracy`` in the run's summary), its
+seconds per epoch and total training time, and its network's parameters and multiply-adds per image.
+
+A recipe is a preset's name, optionally followed by changed settings: ``tuned+ema_momentum=0.99+flip=alternate``
+is the tuned recipe with an EMA of the weights and alternating flips. So measuring one change at a time is one
+command, ``--recipes tuned,tuned+ema_momentum=0.99``, and the unchanged recipe's runs, already finished, are
+reused rather than trained again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -51,11 +59,13 @@ def accuracy_benchmark(
         )
     workspace = as_workspace(workspace)
     columns, final, tta = {}, {}, {}
-    for recipe in recipes:
+    configs = {recipe: parse_recipe(recipe) for recipe in recipes}  # bad recipes fail before any training
+    sizes = {}
+    for recipe, (preset, changes) in configs.items():
         for seed in seeds:
-            overrides = {"batch_size": batch_size} if batch_size else {}
+            overrides = {**changes, **({"batch_size": batch_size} if batch_size else {})}
             config = RunConfig.from_preset(
-                recipe,
+                preset,
                 data=str(data),
                 epochs=epochs,
                 seed=seed,
@@ -65,7 +75,7 @@ def accuracy_benchmark(
                 **overrides,
             )
             run_id = (
-                f"bench-accuracy-{recipe}-w{width:g}-e{epochs}-s{seed}"
+                f"bench-accuracy-{_safe(recipe)}-w{width:g}-e{epochs}-s{seed}"
                 + (f"-n{train_size}" if train_size else "")
                 + (f"-b{batch_size}" if batch_size else "")
             )
@@ -79,25 +89,63 @@ def accuracy_benchmark(
             tta[recipe] = describe_tta(
                 bool(result.summary.get("tta")), result.summary.get("tta_translate", 0)
             )
+        sizes[recipe] = network_size(config)
     table = pd.DataFrame(columns)
     # Per-run scalars ride along with the per-epoch table (None for runs finished by an older cifarlib).
     table.attrs["final_val_accuracy"] = final
     table.attrs["tta"] = tta
+    table.attrs["network"] = sizes
     return table
 
 
+def parse_recipe(recipe: str) -> tuple[str, dict]:
+    """``"tuned+ema_momentum=0.99"`` -> ``("tuned", {"ema_momentum": 0.99})``; values are read as JSON, else text.
+
+    The changed settings are checked here, so a misspelt name fails before hours of training.
+    """
+    preset, *changes = recipe.split("+")
+    overrides = {}
+    for change in changes:
+        name, equals, text = change.partition("=")
+        if not equals or not name:
+            raise ValueError(f"recipe {recipe!r}: expected preset+name=value+..., got {change!r}")
+        try:
+            overrides[name] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[name] = text
+    RunConfig.from_preset(preset, **overrides)
+    return preset, overrides
+
+
+def network_size(config: RunConfig) -> dict[str, int]:
+    """The parameters and the multiply-adds per image of the network ``config`` trains."""
+    from cifarlib.bench import forward_multiply_adds
+    from cifarlib.model import build_model
+
+    network = build_model(config)
+    return {"params": int(network.count_params()), "multiply_adds": forward_multiply_adds(network)}
+
+
 def format_accuracy_table(table: pd.DataFrame) -> str:
-    """Per-epoch validation accuracy (percent), then each recipe's final figures with their spread over seeds."""
+    """Per-epoch validation accuracy (percent), then each recipe's final figures with their spread over seeds:
+    accuracy, seconds per epoch and total training time (means over seeds), parameters and multiply-adds."""
     final, tta = table.attrs.get("final_val_accuracy", {}), table.attrs.get("tta", {})
+    sizes = table.attrs.get("network", {})
     accuracy = table[[c for c in table if not c.endswith("s/epoch")]]
     lines = [(accuracy * 100).round(2).to_string(), ""]
-    recipes = sorted({c.split(" ")[0] for c in accuracy})
+    recipes = list(dict.fromkeys(c.split(" ")[0] for c in accuracy))
     for recipe in recipes:
         last = accuracy[[c for c in accuracy if c.split(" ")[0] == recipe]].iloc[-1] * 100
-        seconds = table[[c for c in table if c.startswith(recipe) and c.endswith("s/epoch")]].mean().mean()
+        epoch_seconds = table[[c for c in table if c.split(" ")[0] == recipe and c.endswith("s/epoch")]]
+        size = sizes.get(recipe)
         lines.append(
             f"{recipe:>6}: {_mean_and_spread(list(last))} validation accuracy after {len(accuracy)} epochs, "
-            f"{seconds:.0f} s/epoch"
+            f"{epoch_seconds.mean().mean():.0f} s/epoch, {epoch_seconds.sum().mean() / 60:.1f} min in all"
+            + (
+                f"; {size['params'] / 1e6:.2f} M parameters, {size['multiply_adds'] / 1e6:.0f} M multiply-adds per image"
+                if size
+                else ""
+            )
         )
         scored = [final.get(c) for c in last.index]
         if scored and all(v is not None for v in scored):
@@ -115,3 +163,8 @@ def _mean_and_spread(percentages: list[float]) -> str:
         return mean
     seeds = ", ".join(f"{v:.2f}" for v in percentages)
     return f"{mean} (seeds {seeds}; spread {max(percentages) - min(percentages):.2f})"
+
+
+def _safe(recipe: str) -> str:
+    """A recipe as part of a run id: ``tuned+flip=alternate`` -> ``tuned-flip-alternate``."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", recipe)

@@ -5,11 +5,13 @@ import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from cifarlib import storage
 from cifarlib.augment import FlipEpoch, RandomCropFlip
 from cifarlib.bench import forward_multiply_adds
+from cifarlib.bench_accuracy import format_accuracy_table, network_size, parse_recipe
 from cifarlib.config import PRESETS, RunConfig
 from cifarlib.errors import RunConfigError
 from cifarlib.model import WHITENING_EPS, build_inception, build_model, patch_whitening_kernel, training_model
@@ -284,3 +286,49 @@ def test_all_options_on_train_end_to_end(small_archive, tmp_path, monkeypatch):
     assert 0.0 <= result.summary["final_val_accuracy"] <= 1.0
     saved = keras.saving.load_model(result.run_dir / storage.BEST_MODEL_FILE)
     assert saved.get_layer("whiten").kernel.shape == (2, 2, 3, 24)
+
+
+def test_recipes_name_their_changed_settings():
+    assert parse_recipe("tuned") == ("tuned", {})
+    assert parse_recipe("tuned+ema_momentum=0.99+flip=alternate+batch_norm_scale=false") == (
+        "tuned",
+        {"ema_momentum": 0.99, "flip": "alternate", "batch_norm_scale": False},
+    )
+    with pytest.raises(RunConfigError, match="unknown run config fields"):
+        parse_recipe("tuned+ema=0.99")
+    with pytest.raises(RunConfigError, match="ema_momentum must be in"):
+        parse_recipe("tuned+ema_momentum=2")
+    with pytest.raises(ValueError, match="expected preset\\+name=value"):
+        parse_recipe("tuned+ema_momentum")
+
+
+def test_accuracy_table_gives_time_parameters_and_multiply_adds_per_recipe():
+    """The table of a fake two-recipe, two-seed result: every figure traced to its input."""
+    recipes = ("tuned", "tuned+ema_momentum=0.99")
+    columns = {}
+    for recipe, accuracy in zip(recipes, (0.80, 0.90)):
+        for seed, delta in ((0, 0.0), (1, 0.02)):
+            columns[f"{recipe} s{seed}"] = pd.Series([0.5, accuracy + delta], index=[1, 2])
+            columns[f"{recipe} s{seed} s/epoch"] = pd.Series([60.0, 90.0 + 30 * seed], index=[1, 2])
+    table = pd.DataFrame(columns)
+    table.attrs["final_val_accuracy"] = {"tuned s0": 0.81, "tuned s1": 0.83}
+    table.attrs["tta"] = {"tuned": "flip test-time augmentation"}
+    table.attrs["network"] = {}
+    for recipe in recipes:
+        preset, changes = parse_recipe(recipe)
+        table.attrs["network"][recipe] = network_size(RunConfig.from_preset(preset, width=0.25, **changes))
+    text = format_accuracy_table(table)
+    lines = text.splitlines()
+    tuned = next(line for line in lines if line.startswith(" tuned:"))
+    ema = next(line for line in lines if line.startswith("tuned+ema_momentum=0.99:"))
+    size = table.attrs["network"]["tuned"]
+    # Seconds per epoch: the mean of 60, 90, 60, 120; total time: the mean over seeds of 150 s and 180 s.
+    assert "81.00% (seeds 80.00, 82.00; spread 2.00) validation accuracy after 2 epochs" in tuned
+    assert "82 s/epoch, 2.8 min in all" in tuned
+    assert (
+        f"{size['params'] / 1e6:.2f} M parameters, {size['multiply_adds'] / 1e6:.0f} M multiply-adds" in tuned
+    )
+    assert "91.00% (seeds 90.00, 92.00; spread 2.00)" in ema
+    assert "82.00% (seeds 81.00, 83.00; spread 2.00) with the recipe's evaluation (flip test-time" in text
+    # The EMA changes no network: the same size as the tuned recipe's.
+    assert table.attrs["network"]["tuned+ema_momentum=0.99"] == size
