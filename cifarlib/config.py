@@ -28,6 +28,7 @@ HEAD_POOLS = ("average2x2", "global")
 NORMALIZATIONS = ("scale", "per_channel")
 STEMS = ("none", "whiten")  # what comes between the input normalisation and the first Inception module
 FLIPS = ("random", "alternate")  # how training flips images (with crops, when crop_padding > 0)
+ACTIVATIONS = ("relu", "gelu")
 DEFAULT_PRESET = "tuned"
 # A cosine warm-up never takes more than this share of the epoch budget, so a preset's warm-up fits any budget
 # of at least one epoch (a 1-epoch run of the tuned recipe warms up over half an epoch, then decays).
@@ -63,6 +64,8 @@ REFERENCE = {
     "batch_norm_momentum": 0.99,  # Keras's default
     "batch_norm_scale": True,
     "logit_temperature": 1.0,
+    "activation": "relu",
+    "identity_init": False,
     "flip": "random",
     "ema_momentum": 0.0,
     # Data
@@ -157,6 +160,8 @@ class Architecture:
     batch_norm_momentum: float = REFERENCE["batch_norm_momentum"]
     batch_norm_scale: bool = REFERENCE["batch_norm_scale"]
     logit_temperature: float = REFERENCE["logit_temperature"]
+    activation: str = REFERENCE["activation"]
+    identity_init: bool = REFERENCE["identity_init"]
 
     def __post_init__(self):
         problems = list(_architecture_problems(self))
@@ -222,6 +227,14 @@ class RunConfig:
     )
     logit_temperature: float = _recipe(
         "logit_temperature", "the logits are divided by this before the softmax (airbench: 9)"
+    )
+    activation: str = _recipe(
+        "activation", "of every convolution and hidden dense layer: 'relu' or 'gelu' (airbench)"
+    )
+    identity_init: bool = _recipe(
+        "identity_init",
+        "each convolution starts as the identity on its first min(inputs, outputs) channels (airbench's Dirac "
+        "initialisation); False: Keras's default initialisation",
     )
     flip: str = _recipe(
         "flip",
@@ -406,6 +419,10 @@ def _architecture_problems(architecture):
         yield f"batch_norm_momentum must be in [0, 1), got {momentum!r}"
     if not isinstance(architecture.batch_norm_scale, bool):
         yield f"batch_norm_scale must be true or false, got {architecture.batch_norm_scale!r}"
+    if architecture.activation not in ACTIVATIONS:
+        yield f"activation must be one of {ACTIVATIONS}, got {architecture.activation!r}"
+    if not isinstance(architecture.identity_init, bool):
+        yield f"identity_init must be true or false, got {architecture.identity_init!r}"
     temperature = architecture.logit_temperature
     if not _is_number(temperature) or not 0 < temperature < math.inf:
         yield f"logit_temperature must be a finite number > 0, got {temperature!r}"

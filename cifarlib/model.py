@@ -55,12 +55,14 @@ def inception_module(
     pool: bool = True,
     batch_norm_momentum: float = 0.99,
     batch_norm_scale: bool = True,
+    activation: str = "relu",
 ):
     """One Inception block on ``inputs``; ``filters`` is ``[1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj]``.
 
     ``batch_norm="concat"`` normalises after the concatenation (the reference); ``"branch"`` puts
     BatchNormalization between every convolution and its ReLU; ``"none"`` uses neither. ``batch_norm_momentum``
-    and ``batch_norm_scale`` are passed to every BatchNormalization (Keras's defaults: 0.99, with a scale).
+    and ``batch_norm_scale`` are passed to every BatchNormalization (Keras's defaults: 0.99, with a scale);
+    ``activation`` follows every convolution.
     """
     if len(filters) != 6 or any(int(f) <= 0 for f in filters):
         raise ValueError(
@@ -74,7 +76,14 @@ def inception_module(
 
     def conv(x, count, kernel, suffix):
         return _conv_unit(
-            x, count, kernel, f"{name}_{suffix}", l2=l2, branch_bn=batch_norm == "branch", norm=norm
+            x,
+            count,
+            kernel,
+            f"{name}_{suffix}",
+            l2=l2,
+            branch_bn=batch_norm == "branch",
+            norm=norm,
+            activation=activation,
         )
 
     branch_1x1 = conv(inputs, f1, 1, "1x1")
@@ -102,11 +111,12 @@ def dense_block(
     batch_norm: bool = True,
     batch_norm_momentum: float = 0.99,
     batch_norm_scale: bool = True,
+    activation: str = "relu",
 ):
     """The reference head unit: Dense (ReLU, L2) then Dropout then BatchNormalization."""
     if int(units) <= 0:
         raise ValueError(f"units must be positive, got {units}")
-    x = layers.Dense(int(units), activation="relu", kernel_regularizer=_l2(l2), name=name)(inputs)
+    x = layers.Dense(int(units), activation=activation, kernel_regularizer=_l2(l2), name=name)(inputs)
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     if batch_norm:
@@ -169,7 +179,9 @@ def build_inception(
     if architecture.stem == "whiten":
         x = _whitening_stem(x, normalization, stem_images)
     norm = dict(
-        batch_norm_momentum=architecture.batch_norm_momentum, batch_norm_scale=architecture.batch_norm_scale
+        batch_norm_momentum=architecture.batch_norm_momentum,
+        batch_norm_scale=architecture.batch_norm_scale,
+        activation=architecture.activation,
     )
     for index, filters in enumerate(architecture.modules, start=1):
         x = inception_module(
@@ -205,7 +217,10 @@ def build_inception(
             logits
         )
         outputs = layers.Activation("softmax", dtype="float32", name="predictions")(logits)
-    return keras.Model(inputs, outputs, name=name or "inception")
+    network = keras.Model(inputs, outputs, name=name or "inception")
+    if architecture.identity_init:
+        identity_initialize(network)
+    return network
 
 
 def build_model(
@@ -253,17 +268,25 @@ def training_model(
 
 
 def _conv_unit(
-    x, filters: int, kernel: int, name: str, *, l2: float, branch_bn: bool, norm: dict | None = None
+    x,
+    filters: int,
+    kernel: int,
+    name: str,
+    *,
+    l2: float,
+    branch_bn: bool,
+    norm: dict | None = None,
+    activation: str = "relu",
 ):
     if not branch_bn:
         return layers.Conv2D(
-            filters, kernel, padding="same", activation="relu", kernel_regularizer=_l2(l2), name=name
+            filters, kernel, padding="same", activation=activation, kernel_regularizer=_l2(l2), name=name
         )(x)
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, kernel_regularizer=_l2(l2), name=name)(
         x
     )
     x = layers.BatchNormalization(name=f"{name}_bn", **(norm or {}))(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x)
+    return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
 def _l2(factor: float):
@@ -281,6 +304,23 @@ def _normalization_layer(kind: str, channels: int, mean, std) -> layers.Layer:
     scale = [1.0 / (255.0 * s) for s in std]
     offset = [-m / s for m, s in zip(mean, std)]
     return layers.Rescaling(scale, offset, name="standardize")
+
+
+def identity_initialize(network: keras.Model) -> None:
+    """Make each trainable convolution of ``network`` pass its first ``min(inputs, outputs)`` channels through.
+
+    airbench's Dirac initialisation: filter ``i`` (for ``i`` below that count) becomes 1 at the kernel's centre on
+    input channel ``i`` and 0 elsewhere; the other filters keep their random initialisation. Applied to the
+    built network's weights, so no custom initializer is saved with it.
+    """
+    for layer in network.layers:
+        if isinstance(layer, layers.Conv2D) and layer.trainable:
+            kernel = np.array(layer.kernel)
+            height, width, inputs, outputs = kernel.shape
+            count = min(inputs, outputs)
+            kernel[..., :count] = 0.0
+            kernel[height // 2, width // 2, np.arange(count), np.arange(count)] = 1.0
+            layer.kernel.assign(kernel)
 
 
 def patch_whitening_kernel(images: np.ndarray, *, patch: int = WHITENING_PATCH, eps: float = WHITENING_EPS):

@@ -22,6 +22,8 @@ AIRBENCH_OPTIONS = dict(
     batch_norm_momentum=0.6,
     batch_norm_scale=False,
     logit_temperature=9.0,
+    activation="gelu",
+    identity_init=True,
     flip="alternate",
     ema_momentum=0.9,
 )
@@ -49,6 +51,7 @@ def test_options_are_off_in_every_preset_and_old_runs_load_unchanged():
             True,
             1.0,
         )
+        assert (config.activation, config.identity_init) == ("relu", False)
         # A config.json written before these options existed resumes as the same run.
         stored = {key: value for key, value in config.to_dict().items() if key not in AIRBENCH_OPTIONS}
         assert RunConfig.from_dict(stored) == config
@@ -65,6 +68,8 @@ def test_options_are_off_in_every_preset_and_old_runs_load_unchanged():
         (dict(flip="sometimes"), "flip must be one of"),
         (dict(stem="patchify"), "stem must be one of"),
         (dict(batch_norm_scale="no"), "batch_norm_scale must be true or false"),
+        (dict(activation="swish"), "activation must be one of"),
+        (dict(identity_init=1), "identity_init must be true or false"),
     ],
 )
 def test_bad_option_values_are_refused_with_their_name(changes, message):
@@ -103,6 +108,35 @@ def test_batch_norm_momentum_is_the_share_of_the_moving_mean_kept():
     np.testing.assert_allclose(
         np.array(layer.moving_mean), 0.6 * before + 0.4 * batch_mean, rtol=1e-4, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("preset", ["reference", "tuned"])
+def test_gelu_follows_every_convolution_and_hidden_dense_layer(preset):
+    network = build_model(RunConfig.from_preset(preset, width=0.25, activation="gelu"))
+    activations = [
+        layer.activation.__name__
+        for layer in network.layers
+        if isinstance(layer, keras.layers.Activation)
+        or (isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.name != "predictions")
+    ]
+    activations = [name for name in activations if name != "linear"]  # convolutions followed by BatchNorm
+    assert len(activations) >= 24 and set(activations) == {"gelu"}
+
+
+@pytest.mark.parametrize("preset", ["reference", "tuned"])
+def test_identity_init_passes_the_first_channels_through_every_convolution(preset):
+    network = build_model(RunConfig.from_preset(preset, width=0.25, identity_init=True))
+    convolutions = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    rng = np.random.default_rng(0)
+    for layer in convolutions:
+        inputs = rng.normal(size=(2, 8, 8, layer.kernel.shape[2])).astype("float32")
+        count = min(layer.kernel.shape[2:])
+        outputs = np.asarray(keras.ops.conv(inputs, layer.kernel, padding="same"))
+        np.testing.assert_allclose(outputs[..., :count], inputs[..., :count], atol=1e-6, err_msg=layer.name)
+        if layer.kernel.shape[3] > count:  # the other filters keep their random start
+            assert np.abs(outputs[..., count:]).max() > 0.01
+    plain = build_model(RunConfig.from_preset(preset, width=0.25))
+    assert not np.allclose(np.array(plain.get_layer("inception_1_3x3").kernel)[1, 1, 0, 0], 1.0)
 
 
 def test_logit_temperature_divides_the_logits_before_the_softmax():
@@ -152,9 +186,7 @@ def test_whitening_stem_whitens_the_normalised_training_images_and_is_frozen():
 def test_every_new_network_option_stays_within_the_limits():
     """At full width, at most 1.5 M parameters and no more multiply-adds per image than the reference network."""
     limit = forward_multiply_adds(build_inception("reference"))
-    network = build_model(
-        RunConfig(stem="whiten", batch_norm_momentum=0.6, batch_norm_scale=False, logit_temperature=9.0)
-    )
+    network = build_model(RunConfig(**{k: v for k, v in AIRBENCH_OPTIONS.items() if k != "ema_momentum"}))
     assert network.count_params() <= 1_500_000
     assert forward_multiply_adds(network) <= limit
     assert any(layer.name.startswith("inception_") for layer in network.layers)
