@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from cifarlib.config import RunConfig
+from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import describe_tta
 from cifarlib.storage import as_workspace
 from cifarlib.train import train
@@ -113,7 +114,10 @@ def parse_recipe(recipe: str) -> tuple[str, dict]:
             overrides[name] = json.loads(text)
         except json.JSONDecodeError:
             overrides[name] = text
-    RunConfig.from_preset(preset, **overrides)
+    try:
+        RunConfig.from_preset(preset, **overrides)
+    except RunConfigError as error:
+        raise RunConfigError(f"recipe {recipe!r}: {error}") from None
     return preset, overrides
 
 

@@ -326,7 +326,9 @@ def test_recipes_name_their_changed_settings():
         "tuned",
         {"ema_momentum": 0.99, "flip": "alternate", "batch_norm_scale": False},
     )
-    with pytest.raises(RunConfigError, match="unknown run config fields"):
+    with pytest.raises(
+        RunConfigError, match=r"recipe 'tuned\+ema=0.99': unknown run config fields \['ema'\]"
+    ):
         parse_recipe("tuned+ema=0.99")
     with pytest.raises(RunConfigError, match="ema_momentum must be in"):
         parse_recipe("tuned+ema_momentum=2")
