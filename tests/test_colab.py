@@ -72,6 +72,7 @@ def colab(tmp_path_factory):
         )
     if MOUNT_POINT.exists() and not MOUNT_POINT.is_symlink():
         pytest.skip(f"{MOUNT_POINT} exists on this machine; the stand-in Drive mount would not replace it")
+    created = not MOUNT_POINT.parent.exists()
     try:
         MOUNT_POINT.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -95,6 +96,8 @@ def colab(tmp_path_factory):
     yield root, bin_dir
     if MOUNT_POINT.is_symlink():
         MOUNT_POINT.unlink()
+    if created and not any(MOUNT_POINT.parent.iterdir()):
+        MOUNT_POINT.parent.rmdir()
 
 
 def test_the_five_notebooks_run_as_in_colab(colab, tmp_path_factory, tmp_path):

@@ -57,7 +57,8 @@ def installed_versions(bin_dir: Path, names) -> dict[str, str | None]:
     )
     import json
 
-    answer = run_checked([str(bin_dir / "python"), "-c", code, *names], env=developer_env())
+    # -I: isolated, so that the current folder (a checkout, with its cifarlib.egg-info) is not on the path.
+    answer = run_checked([str(bin_dir / "python"), "-I", "-c", code, *names], env=developer_env())
     return json.loads(answer.stdout)
 
 
