@@ -1,8 +1,8 @@
 """cifarlib: train and compare Inception-style networks on CIFAR-10, from Colab notebooks or the command line.
 
 The public API is small; everything else lives in the module named for its job (config, data, model, memory,
-system, storage, train, runs, results, sweep; test-data writers in testing). Importing ``cifarlib`` imports no TensorFlow: the public names below are loaded
-on first use (PEP 562), so that ``python -m cifarlib --help``, ``runs`` and ``report`` start in a moment, and
+system, storage, train, runs, results, sweep; test-data writers in testing). Importing ``cifarlib`` imports no
+TensorFlow: the public names below are loaded on first use (PEP 562), so that ``python -m cifarlib --help``, ``runs`` and ``report`` start in a moment, and
 TensorFlow's start-up log lines are silenced before TensorFlow is first imported (see ``cifarlib.quiet``).
 """
 

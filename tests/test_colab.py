@@ -106,9 +106,9 @@ def test_the_five_notebooks_run_as_in_colab(colab, tmp_path_factory, tmp_path):
     assert venvs.installed_versions(bin_dir, ["cifarlib"]) == {"cifarlib": None}
     wheel = venvs.built_wheel(tmp_path_factory)
     archive = tmp_path / "cifar-10-python.tar.gz"
-    from cifarlib import data
+    from cifarlib.testing import write_cifar10_archive
 
-    data.write_cifar10_archive(archive, images_per_batch=40, test_images=40)
+    write_cifar10_archive(archive, images_per_batch=40, test_images=40)
     parameters = tmp_path / "notebook_params.json"
     # Small data and a short run; no workspace, so that the notebooks use Drive, as in Colab.
     parameters.write_text(json.dumps({"*": {"data": str(archive)}, "03_train": {"epochs": 2, "width": 0.25}}))
