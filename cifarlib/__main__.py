@@ -119,7 +119,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--run-id",
-        help="names the run; an unfinished run of that id is resumed (default: a new time-based id)",
+        help="names the run; an unfinished run of that id is resumed (default: derived from the settings, so the "
+        "same command resumes its unfinished run)",
     )
     train.add_argument("--retrain", action="store_true", help="train a completed run again from scratch")
     train.add_argument(
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            f"cifarlib {args.command}: interrupted; an unfinished run resumes with the same --run-id",
+            f"cifarlib {args.command}: interrupted; run the same command again to resume the unfinished run",
             file=sys.stderr,
         )
         return 130
