@@ -6,8 +6,11 @@ The environment is made once per session (installing TensorFlow takes minutes; p
 
 from __future__ import annotations
 
+import csv
 import json
+import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -53,6 +56,40 @@ def trained(user) -> tuple[str, str]:
     return run_dir.name, answer.stdout + answer.stderr
 
 
+def test_killed_during_epoch_2_and_started_again_unchanged_resumes(user):
+    """A disconnect, as a user meets it: the same command, without a run id, continues the unfinished run."""
+    command = [user.bin_dir / "python", "-m", "cifarlib", "train", "--epochs", "3", *TINY, "--workspace", "K"]
+    command[command.index("256")] = "1024"  # longer epochs, so that the kill lands inside epoch 2
+    process = subprocess.Popen(
+        command, cwd=user.folder, env=user.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    runs = user.folder / "K" / "runs"
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline:
+        histories = list(runs.glob("*/history.csv"))
+        if histories and len(histories[0].read_text().splitlines()) >= 2:  # a header and epoch 1
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "training ended before it could be killed"
+    process.kill()
+    process.wait()
+    (run_dir,) = runs.iterdir()
+    assert not (run_dir / "summary.json").exists()
+
+    again = user.run(*map(str, command[1:]))
+    assert again.stdout.splitlines()[0].startswith(
+        f"run {run_dir.name}: resuming the unfinished run after epoch "
+    )
+    assert [path.name for path in runs.iterdir()] == [run_dir.name]
+    epochs = [int(row["epoch"]) for row in csv.DictReader((run_dir / "history.csv").open())]
+    assert epochs == [1, 2, 3]
+    assert (
+        user.run(*map(str, command[1:]))
+        .stdout.splitlines()[0]
+        .startswith(f"run {run_dir.name}: already complete")
+    )
+
+
 def test_the_wheel_carries_the_notebooks_its_dependencies_and_its_address(tmp_path_factory):
     wheel = zipfile.ZipFile(venvs.built_wheel(tmp_path_factory))
     shipped = sorted(Path(n).name for n in wheel.namelist() if n.startswith("cifarlib/notebooks/"))
@@ -95,7 +132,7 @@ def test_help_prints_no_tensorflow_log_line(user):
 
 
 def test_an_error_prints_one_line(user):
-    answer = venvs.subprocess.run(
+    answer = subprocess.run(
         [user.bin_dir / "python", "-m", "cifarlib", "evaluate", "no-such-run", "--workspace", "W"],
         cwd=user.folder,
         env=user.env,
@@ -111,6 +148,8 @@ def test_an_error_prints_one_line(user):
 def test_train_from_an_empty_folder(user, trained):
     run_id, output = trained
     run_dir = user.folder / "W" / "runs" / run_id
+    assert output.splitlines()[0] == f"run {run_id}: new run of 3 epochs in {run_dir.resolve()}"
+    assert json.loads((run_dir / "config.json").read_text())["preset"] == "tuned", "the default recipe"
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 1 + 3, "a header and one row per epoch"
     assert json.loads((run_dir / "summary.json").read_text())["epochs_run"] == 3

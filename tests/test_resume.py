@@ -22,7 +22,13 @@ def test_the_default_run_id_comes_from_the_settings():
     run_id = settings_run_id(config)
     assert storage.check_run_id(run_id) == run_id and run_id.startswith(f"tuned-b{config.batch_size}-e3-")
     assert settings_run_id(RunConfig.from_preset("tuned", data="synthetic", epochs=3)) == run_id
-    for other in (dict(epochs=4), dict(seed=1), dict(width=0.5), dict(data="keras"), dict(learning_rate=0.0123)):
+    for other in (
+        dict(epochs=4),
+        dict(seed=1),
+        dict(width=0.5),
+        dict(data="keras"),
+        dict(learning_rate=0.0123),
+    ):
         assert settings_run_id(config.replace(**other)) != run_id, other
     # How to run on this machine is not what to train: a new runtime resumes the same run.
     device_only = dict(precision="float32", jit_compile=False, distribute="none")
