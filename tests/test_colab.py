@@ -26,15 +26,17 @@ from cifarlib.project import SETUP_SOURCE_VARIABLE
 
 pytestmark = pytest.mark.installed
 
-# Colab's versions (the runtime of 2026-11), and the oldest pillow and psutil a Colab runtime had: together the
-# lower bounds of requirements.txt.
+# Colab's published versions (Python 3.13, TensorFlow 2.20, Keras 3.13.2, NumPy 2.1.3, pandas 2.2.3,
+# matplotlib 3.10, ipykernel 6.17), the first release of a series where only the series is known, and older
+# pillow and psutil than pip would pick: these are requirements.txt's lower bounds, so each bound is a version
+# this test runs on (test_lower_bounds_are_the_colab_pins keeps them equal).
 COLAB_PINS = {
-    "tensorflow": "2.20.*",
-    "keras": "3.13.*",
+    "tensorflow": "2.20.0",
+    "keras": "3.13.2",
     "numpy": "2.1.3",
     "pandas": "2.2.3",
-    "matplotlib": "3.10.*",
-    "ipykernel": "6.17.*",
+    "matplotlib": "3.10.0",
+    "ipykernel": "6.17.1",
     "pillow": "11.3.0",
     "psutil": "5.9.5",
 }
@@ -98,6 +100,15 @@ def colab(tmp_path_factory):
         MOUNT_POINT.unlink()
     if created and not any(MOUNT_POINT.parent.iterdir()):
         MOUNT_POINT.parent.rmdir()
+
+
+def test_lower_bounds_are_the_colab_pins():
+    bounds = {}
+    for line in (venvs.CHECKOUT / "requirements.txt").read_text().splitlines():
+        if ">=" in line and not line.startswith("#"):
+            name, rest = line.split(">=")
+            bounds[name.strip().lower()] = rest.split(",")[0].strip()
+    assert {name: bounds.get(name) for name in COLAB_PINS} == COLAB_PINS
 
 
 def test_the_five_notebooks_run_as_in_colab(colab, tmp_path_factory, tmp_path):
