@@ -14,7 +14,7 @@ PRESET_FLAG = $(if $(PRESET),--preset $(PRESET))
 BATCH_FLAG = $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 BATCH_SIZES_FLAG = $(if $(BATCH_SIZES),--batch-sizes $(BATCH_SIZES))
 
-.PHONY: install test lint format train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data clean
+.PHONY: install test lint format train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data dist clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,10 @@ gpu-data:
 	mkdir -p $(GPU_CARRY)
 	install -m 644 "$(ACCURACY_DATA)" $(GPU_CARRY)/cifar10-jpeg-train.tar.gz
 
+# `make dist`: the wheel and the source distribution that users install, in dist/.
+dist: install
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

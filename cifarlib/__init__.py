@@ -1,29 +1,48 @@
 """cifarlib: train and compare Inception-style networks on CIFAR-10, from Colab notebooks or the command line.
 
 The public API is small; everything else lives in the module named for its job (config, data, model, memory,
-system, storage, train, runs, results, sweep; test-data writers in testing).
+system, storage, train, runs, results, sweep; test-data writers in testing). Importing ``cifarlib`` imports no
+TensorFlow: the public names below are loaded on first use (PEP 562), so that ``python -m cifarlib --help``, ``runs`` and ``report`` start in a moment, and
+TensorFlow's start-up log lines are silenced before TensorFlow is first imported (see ``cifarlib.quiet``).
 """
 
-from cifarlib.data import CLASS_NAMES, load_cifar10
-from cifarlib.memory import estimate_memory
-from cifarlib.model import build_inception, build_model
-from cifarlib.notebook_params import notebook_parameters
-from cifarlib.storage import open_workspace
-from cifarlib.system import format_system_report, print_system_report, system_report
-from cifarlib.testing import write_cifar10_archive
+import importlib
+
+from cifarlib import quiet
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CLASS_NAMES",
-    "build_inception",
-    "build_model",
-    "estimate_memory",
-    "format_system_report",
-    "load_cifar10",
-    "notebook_parameters",
-    "open_workspace",
-    "print_system_report",
-    "system_report",
-    "write_cifar10_archive",
-]
+quiet.silence_tensorflow_startup()
+
+# Each public name and the module that holds it.
+_PUBLIC = {
+    "CLASS_NAMES": "cifarlib.data",
+    "load_cifar10": "cifarlib.data",
+    "write_cifar10_archive": "cifarlib.testing",
+    "estimate_memory": "cifarlib.memory",
+    "build_inception": "cifarlib.model",
+    "build_model": "cifarlib.model",
+    "notebook_parameters": "cifarlib.notebook_params",
+    "open_workspace": "cifarlib.storage",
+    "format_system_report": "cifarlib.system",
+    "print_system_report": "cifarlib.system",
+    "system_report": "cifarlib.system",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    """Load a public name, or a submodule such as ``cifarlib.system``, on first use."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -92,11 +92,13 @@ def _json_list(name: str):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from cifarlib.bench import run_benchmark
-    from cifarlib.bench_accuracy import accuracy_benchmark
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``only``, the arguments of that command alone (every command is still listed).
+
+    ``sweep``, ``bench`` and ``bench-accuracy`` read their defaults from the functions they call, whose modules
+    import pandas, Keras and TensorFlow; ``only`` keeps that cost off ``--help`` and the other commands.
+    """
     from cifarlib.config import DEFAULT_PRESET, EVALUATION_SPLITS, PRESETS
-    from cifarlib.sweep import run_sweep
 
     parser = argparse.ArgumentParser(prog="python -m cifarlib", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO level)")
@@ -117,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--run-id",
-        help="names the run; an unfinished run of that id is resumed (default: a new time-based id)",
+        help="names the run; an unfinished run of that id is resumed (default: derived from the settings, so the "
+        "same command resumes its unfinished run)",
     )
     train.add_argument("--retrain", action="store_true", help="train a completed run again from scratch")
     train.add_argument(
@@ -172,11 +175,32 @@ def build_parser() -> argparse.ArgumentParser:
     plots.add_argument("--data", help="data source for that run's test images (default: the run's own)")
 
     sweep = commands.add_parser("sweep", help="run 03_train once per batch size with papermill")
+    if only in (None, "sweep"):
+        _sweep_arguments(sweep, DEFAULT_PRESET)
+
+    bench = commands.add_parser(
+        "bench", help="training throughput: the reference notebook's way vs cifarlib's"
+    )
+    if only in (None, "bench"):
+        _bench_arguments(bench)
+
+    accuracy = commands.add_parser(
+        "bench-accuracy",
+        help="reference recipe vs tuned recipe on the real training images, same epoch budget",
+    )
+    if only in (None, "bench-accuracy"):
+        _bench_accuracy_arguments(accuracy)
+    return parser
+
+
+def _sweep_arguments(sweep: argparse.ArgumentParser, default_preset: str) -> None:
+    from cifarlib.sweep import run_sweep
+
     batch_sizes = _comma_list(_function_default(run_sweep, "batch_sizes"))
     sweep.add_argument("--batch-sizes", default=batch_sizes, help=f"comma-separated (default: {batch_sizes})")
     sweep.add_argument("--epochs", type=int, help="epochs of every run (default: the preset's)")
     sweep.add_argument("--data", help="data source of every run (default: 03_train's)")
-    sweep.add_argument("--preset", help=f"preset of every run (default: {DEFAULT_PRESET})")
+    sweep.add_argument("--preset", help=f"preset of every run (default: {default_preset})")
     sweep.add_argument("--train-size", type=int, help="first N training images of every run (default: all)")
     sweep.add_argument("--width", type=float, help="network width of every run (default: 03_train's)")
     name = _function_default(run_sweep, "name")
@@ -184,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workspace", help="workspace folder")
     sweep.add_argument("--notebook", help="training notebook to execute (default: notebooks/03_train.ipynb)")
 
-    bench = commands.add_parser(
-        "bench", help="training throughput: the reference notebook's way vs cifarlib's"
-    )
+
+def _bench_arguments(bench: argparse.ArgumentParser) -> None:
+    from cifarlib.bench import run_benchmark
+
     for flag, help_text in (
         ("batch_size", "batch size of both ways"),
         ("steps", "timed training steps per way"),
@@ -203,10 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"batch sizes of the GPU memory table (default: {memory_batches})",
     )
 
-    accuracy = commands.add_parser(
-        "bench-accuracy",
-        help="reference recipe vs tuned recipe on the real training images, same epoch budget",
-    )
+
+def _bench_accuracy_arguments(accuracy: argparse.ArgumentParser) -> None:
+    from cifarlib.bench_accuracy import accuracy_benchmark
+
     accuracy.add_argument(
         "--data", help="the real training images (default: ../shared/data/cifar10-jpeg-train.tar.gz)"
     )
@@ -233,11 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument(
         "--workspace", default=workspace, help=f"where the runs go (default: ./{workspace})"
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    named = [word for word in argv if word in COMMANDS]
+    parser = build_parser(only=named[0] if named else "")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
@@ -251,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            f"cifarlib {args.command}: interrupted; an unfinished run resumes with the same --run-id",
+            f"cifarlib {args.command}: interrupted; run the same command again to resume the unfinished run",
             file=sys.stderr,
         )
         return 130

@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 
 from cifarlib import storage
+from cifarlib.project import notebooks_dir
 from cifarlib.results import SWEEP_MANIFEST, format_runs_table, runs_table, sweep_outcomes
 
 log = logging.getLogger(__name__)
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+# The package's own copy where cifarlib is installed, else the checkout's notebooks/.
+NOTEBOOKS_DIR = notebooks_dir()
 TRAIN_NOTEBOOK = NOTEBOOKS_DIR / "03_train.ipynb"
 EXECUTED_NOTEBOOK = "03_train.ipynb"
 MANIFEST = SWEEP_MANIFEST

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 import shutil
 import time
@@ -71,10 +73,21 @@ class FitContext:
         return max(1, -(-self.train_images // self.global_batch))
 
 
-def new_run_id(config: RunConfig, now: dt.datetime | None = None) -> str:
-    """A run id that sorts by time and is a valid file name everywhere: ``20261128-142233-tuned-b64``."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return f"{now:%Y%m%d-%H%M%S}-{config.preset}-b{config.batch_size}"
+# Settings that say how to run on this machine, not what to train: a run resumed on another device (a new Colab
+# runtime after a disconnect) is the same run, so they are left out of its default id and of the check that an
+# existing run holds the same settings.
+DEVICE_FIELDS = ("precision", "jit_compile", "distribute")
+
+
+def settings_run_id(config: RunConfig) -> str:
+    """The default run id, the same for the same settings: running them again resumes the unfinished run.
+
+    ``tuned-b256-e100-3f9a2c1d0b``: the preset, batch size and epochs to read, then a hash of every setting
+    except the device-only ones (so runs differing in any other setting, the seed included, never share an id).
+    """
+    settings = {k: v for k, v in config.to_dict().items() if k not in DEVICE_FIELDS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{config.preset}-b{config.batch_size}-e{config.epochs}-{digest}"
 
 
 def train(
@@ -91,18 +104,23 @@ def train(
     Args:
         config: the run's settings.
         workspace: a ``Workspace``, a local folder, or ``None`` for ``open_workspace()``'s default.
-        run_id: names the run; an existing unfinished run of that id is resumed. Default: a new time-based id.
+        run_id: names the run; an existing unfinished run of that id is resumed. Default: derived from the
+            settings (``settings_run_id``), so running the same settings again resumes their unfinished run.
         retrain: train a completed run again from scratch (its folder is replaced).
         verbose: Keras's progress display.
         callbacks: extra Keras callbacks, called after cifarlib's own.
     """
     workspace = storage.as_workspace(workspace)
-    run = workspace.run(run_id or new_run_id(config))
+    run = workspace.run(run_id or settings_run_id(config))
     if run.completed and not retrain:
         # Returning a finished run trained with other settings would report its figures as this config's.
         _refuse_other_settings(run, config)
-        log.info("Run %s is already complete; pass retrain=True to train it again.", run.run_id)
-        return RunResult.load(run)
+        result = RunResult.load(run)
+        _say(
+            f"run {run.run_id}: already complete ({result.summary.get('epochs_run')} epochs) in {run.path}; "
+            "to train again, pass retrain=True (--retrain) or a new run_id (--run-id)"
+        )
+        return result
     if retrain and run.path.exists():
         shutil.rmtree(run.path)
     _prepare_run_folder(run, config)
@@ -267,6 +285,7 @@ def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
     """Raise ``RunConfigError`` naming every difference when the run folder holds a run with other settings."""
     stored = run.read_json(storage.CONFIG_FILE)
     differences = RunConfig.from_dict(stored).differences(config) if stored is not None else {}
+    differences = {k: v for k, v in differences.items() if k not in DEVICE_FIELDS}
     if differences:
         listed = ", ".join(f"{k}: {old!r} on disk vs {new!r} now" for k, (old, new) in differences.items())
         raise RunConfigError(
@@ -278,8 +297,12 @@ def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
 def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
     _refuse_other_settings(run, config)
     if run.read_json(storage.CONFIG_FILE) is not None:
-        log.info("Resuming unfinished run %s", run.run_id)
+        done = len(run.read_history())
+        _say(
+            f"run {run.run_id}: resuming the unfinished run after epoch {done} of {config.epochs} in {run.path}"
+        )
         return
+    _say(f"run {run.run_id}: new run of {config.epochs} epochs in {run.path}")
     record = {
         **config.to_dict(),
         "cifarlib_version": __version__,
@@ -443,3 +466,8 @@ def _json(values: dict) -> str:
     import json
 
     return json.dumps(values, indent=2, sort_keys=True, default=str)
+
+
+def _say(message: str) -> None:
+    """A line for the person running the notebook or the command: what happens to the run (new, resumed, done)."""
+    print(message, flush=True)

@@ -1,16 +1,17 @@
-# Setup: install cifarlib only where it is missing. In Colab it comes from GitHub with --no-deps, so Colab's
-# own TensorFlow, Keras and NumPy are never replaced; in a checkout the repository itself is used.
+# Setup: where cifarlib is missing (Colab), install it and what it needs, keeping the runtime's own TensorFlow,
+# Keras and NumPy (pinned as pip constraints); in a checkout, use the repository itself.
 import importlib.util
+import os
 import subprocess
 import sys
-from pathlib import Path
+from importlib.metadata import distributions
 
-if importlib.util.find_spec("cifarlib") is None:
-    if "google.colab" in sys.modules:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "GPUtil", "humanize", "papermill"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "git+https://github.com/cifarlib/cifarlib"], check=True)
-    elif (Path.cwd().parent / "cifarlib").is_dir():
-        sys.path.insert(0, str(Path.cwd().parent))
-    else:
-        raise ModuleNotFoundError("cifarlib is not installed: run `make install` in the repository")
+if importlib.util.find_spec("cifarlib") is None and os.path.isdir("../cifarlib"):
+    sys.path.insert(0, os.path.abspath(".."))
+elif importlib.util.find_spec("cifarlib") is None:
+    pins = "".join(
+        f"{d.name}=={d.version}\n" for d in distributions() if d.name in {"tensorflow", "keras", "numpy"}
+    )
+    source = os.environ.get("CIFARLIB_SETUP_SOURCE", "cifarlib @ git+{repository}")  # tests: a built wheel
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--constraint", "/dev/stdin", source]
+    subprocess.run(pip, input=pins, text=True, check=True)

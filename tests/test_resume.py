@@ -1,0 +1,69 @@
+"""Resuming without foresight: the same settings name the same run, so running them again after a disconnect
+continues the unfinished run (and says so first), and a completed run says it is complete and how to retrain."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifarlib import storage
+from cifarlib.config import RunConfig
+from cifarlib.train import DEVICE_FIELDS, settings_run_id, train
+
+SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2, epochs=1)
+
+
+@pytest.fixture
+def staging(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+
+
+def test_the_default_run_id_comes_from_the_settings():
+    config = RunConfig.from_preset("tuned", data="synthetic", epochs=3)
+    run_id = settings_run_id(config)
+    assert storage.check_run_id(run_id) == run_id and run_id.startswith(f"tuned-b{config.batch_size}-e3-")
+    assert settings_run_id(RunConfig.from_preset("tuned", data="synthetic", epochs=3)) == run_id
+    for other in (
+        dict(epochs=4),
+        dict(seed=1),
+        dict(width=0.5),
+        dict(data="keras"),
+        dict(learning_rate=0.0123),
+    ):
+        assert settings_run_id(config.replace(**other)) != run_id, other
+    # How to run on this machine is not what to train: a new runtime resumes the same run.
+    device_only = dict(precision="float32", jit_compile=False, distribute="none")
+    assert set(device_only) == set(DEVICE_FIELDS)
+    assert settings_run_id(config.replace(**device_only)) == run_id
+
+
+def test_running_the_same_settings_again_resumes_then_reports_complete(
+    small_archive, tmp_path, staging, capsys
+):
+    config = RunConfig.from_preset("reference", data=str(small_archive), **SMALL)
+    workspace = storage.open_workspace(tmp_path / "ws")
+    # What a disconnect before the first finished epoch leaves: the run folder with its settings.
+    unfinished = workspace.run(settings_run_id(config))
+    unfinished.path.mkdir(parents=True)
+    (unfinished.path / storage.CONFIG_FILE).write_text(config.to_json())
+
+    first = train(config, workspace, verbose=0)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"run {unfinished.run_id}: resuming the unfinished run after epoch 0 of 1 in {unfinished.path}"
+    )
+    assert first.run_id == unfinished.run_id and first.summary["epochs_run"] == 1
+
+    again = train(config.replace(precision="float32"), workspace, verbose=0)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"run {unfinished.run_id}: already complete (1 epochs)")
+    assert "retrain=True (--retrain)" in line and "new run_id (--run-id)" in line
+    assert again.summary == first.summary
+    assert [path.name for path in workspace.runs_dir.iterdir()] == [unfinished.run_id]
+
+
+def test_a_new_run_says_so_first(small_archive, tmp_path, staging, capsys):
+    config = RunConfig.from_preset("reference", data=str(small_archive), **SMALL)
+    result = train(config, tmp_path / "ws", verbose=0)
+    assert (
+        capsys.readouterr().out.splitlines()[0]
+        == f"run {result.run_id}: new run of 1 epochs in {result.run_dir}"
+    )
