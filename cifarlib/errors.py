@@ -24,3 +24,7 @@ class WorkspaceError(CifarlibError, OSError):
 
 class RunConfigError(CifarlibError, ValueError):
     """A run's settings are invalid or disagree with the run already on disk."""
+
+
+class RunLockedError(WorkspaceError):
+    """Another live process holds the run's lock (it is training that run now)."""

@@ -13,14 +13,22 @@ A run folder (the contract between train, sweep and results)::
       backup/          resume state (Keras BackupAndRestore plus callback counters); removed on completion
       tensorboard/     TensorBoard event files
       summary.json     written last, only when the run completed
+      .lock            held while a process trains the run (host, PID, heartbeat)
 
 Drive is slow with many small writes and syncs lazily, and a Colab VM can vanish at any moment. So training
 writes to a local staging folder and the run folder is updated once per epoch from it, every file by a
 temporary copy and a rename: a disconnect mid-write leaves the previous good file, never a torn one.
+
+Google Drive's FUSE mount does not honour ``flock``, so the run lock is a file created with ``O_EXCL`` that
+holds its owner (host, PID, start time) and a heartbeat; a lock whose process is dead on this host, or whose
+heartbeat is older than ``lock_stale_seconds()`` (another host), is stale and broken. What is guaranteed under
+kills and locks, and how to recover, is in docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import hashlib
 import importlib.util
 import json
@@ -28,11 +36,14 @@ import logging
 import os
 import re
 import shutil
+import signal
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cifarlib.errors import WorkspaceError
+from cifarlib.errors import RunLockedError, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,18 @@ BEST_MODEL_FILE = "best.keras"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"
+# A lock held from another host is trusted while its heartbeat (refreshed every epoch) is younger than this;
+# it must exceed the longest epoch. CIFARLIB_LOCK_STALE_SECONDS overrides it.
+DEFAULT_LOCK_STALE_SECONDS = 30 * 60
+# A lock file that is still empty this long after it was created lost its writer between create and write.
+EMPTY_LOCK_GRACE_SECONDS = 10
+# Temporary names the atomic writers use (".<name>.tmp-<pid>", ".<folder>.new"), and a broken lock set aside.
+TEMPORARY_NAME = re.compile(r"\..+\.tmp-(\d+)|\..+\.new|\.lock\.stale-\d+")
+# Fault injection for the kill-at-every-write test and `make soak`: the process SIGKILLs itself at the Nth
+# write point (1-based) named by this variable, and appends every write point to the file named by the other.
+KILL_AT_WRITE_ENV = "CIFARLIB_KILL_AT_WRITE"
+WRITE_LOG_ENV = "CIFARLIB_WRITE_LOG"
 
 
 def in_colab() -> bool:
@@ -86,12 +109,11 @@ class RunFolder:
 
     def read_history(self):
         """history.csv as a DataFrame (empty where no epoch finished)."""
-        import pandas as pd
+        return read_history_file(self.path / HISTORY_FILE)
 
-        path = self.path / HISTORY_FILE
-        if not path.is_file():
-            return pd.DataFrame()
-        return pd.read_csv(path)
+    def lock(self, stale_after: float | None = None) -> "RunLock":
+        """The run's lock, to use as ``with run.lock() as lock: ...`` (see ``RunLock``)."""
+        return RunLock(self, stale_after)
 
 
 @dataclass(frozen=True)
@@ -225,9 +247,11 @@ def atomic_replace_tree(source: Path, destination: Path) -> None:
     try:
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.copytree(source, fresh)
+        write_point(fresh)
         if destination.exists():
             shutil.rmtree(aside, ignore_errors=True)
             os.replace(destination, aside)
+            write_point(aside)
         os.replace(fresh, destination)
         shutil.rmtree(aside, ignore_errors=True)
     except OSError as error:
@@ -266,6 +290,7 @@ def _atomic(path: Path, write) -> None:
         write(temporary)
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
+        write_point(path)
         os.replace(temporary, path)
     except OSError as error:
         try:
@@ -280,3 +305,261 @@ def _workspace_error(path: Path, error: OSError) -> WorkspaceError:
     return WorkspaceError(
         f"cannot write {path} ({reason}); is the Drive still mounted and is there space left?"
     )
+
+
+def read_history_file(path: Path):
+    """A history CSV as a DataFrame; empty where the file is absent or holds no row."""
+    import pandas as pd
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+_write_points_reached = 0
+
+
+def write_point(path: Path) -> None:
+    """Called by every atomic writer just before its rename: where a kill hurts most (fault injection).
+
+    Unless ``CIFARLIB_KILL_AT_WRITE`` or ``CIFARLIB_WRITE_LOG`` is set this only counts. The kill-at-every-write
+    test and ``make soak`` use it to stop the process at a chosen write, exactly as a real SIGKILL would.
+    """
+    global _write_points_reached
+    _write_points_reached += 1
+    log_file = os.environ.get(WRITE_LOG_ENV)
+    if log_file:
+        with open(log_file, "a") as handle:
+            handle.write(f"{_write_points_reached}\t{path}\n")
+    if os.environ.get(KILL_AT_WRITE_ENV) == str(_write_points_reached):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------------ run lock
+
+
+def lock_stale_seconds() -> float:
+    """How old another host's lock heartbeat may be before the lock counts as abandoned."""
+    value = os.environ.get("CIFARLIB_LOCK_STALE_SECONDS")
+    if value is None:
+        return DEFAULT_LOCK_STALE_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"CIFARLIB_LOCK_STALE_SECONDS must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+class RunLock:
+    """A run's ``.lock`` file: at most one process trains a run at a time, also on Google Drive.
+
+    ``acquire`` creates the file with ``O_CREAT | O_EXCL`` (atomic on local disks and on Drive's mount) and
+    writes the owner into it: host, PID, the process's start time (so a reused PID is not mistaken for the
+    owner) and a heartbeat that ``refresh`` renews every epoch. A held lock raises ``RunLockedError`` naming
+    the run and its holder; a stale one (owner dead on this host, or heartbeat too old) is broken and taken.
+    """
+
+    def __init__(self, run: RunFolder, stale_after: float | None = None):
+        self.run = run
+        self.path = run.path / LOCK_FILE
+        self.stale_after = lock_stale_seconds() if stale_after is None else stale_after
+        self.record: dict | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        try:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WorkspaceError(
+                f"cannot create run folder {self.run.path} ({error.strerror or error})"
+            ) from error
+        # Two tries: the second follows breaking a stale lock.
+        for _ in range(2):
+            record = _owner_record()
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(self.path)
+                reason = self._stale_reason(holder)
+                if reason is None:
+                    raise RunLockedError(self._held_message(holder)) from None
+                log.warning("Run %s: breaking a stale lock (%s).", self.run.run_id, reason)
+                self._break(holder)
+                continue
+            except OSError as error:
+                raise _workspace_error(self.path, error) from error
+            try:
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(json.dumps(record))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as error:
+                self.path.unlink(missing_ok=True)
+                raise _workspace_error(self.path, error) from error
+            self.record = record
+            return
+        raise RunLockedError(self._held_message(_read_lock(self.path)))
+
+    def refresh(self) -> None:
+        """Renew the heartbeat; raises ``RunLockedError`` if another process has taken the lock meanwhile."""
+        if self.record is None:
+            raise RuntimeError("refresh() on a lock that is not held")
+        holder = _read_lock(self.path)
+        if not _same_owner(holder, self.record):
+            raise RunLockedError(
+                f"run {self.run.run_id!r}: lost its lock to {_describe(holder)} (this process's heartbeat was "
+                f"older than {self.stale_after:.0f} s?); stopped so that two processes never write one run"
+            )
+        self.record = {**self.record, "heartbeat": time.time()}
+        atomic_write_text(self.path, json.dumps(self.record))
+
+    def release(self) -> None:
+        if self.record is not None and _same_owner(_read_lock(self.path), self.record):
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        self.record = None
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete what killed writers left in the run folder; returns the paths removed.
+
+        Only the lock holder writes the run folder, so while it is held every temporary file in it is stale:
+        ``.<name>.tmp-<pid>`` files, a half-copied ``.backup.new``, a broken lock set aside. A ``.backup.old``
+        left between the two renames of a backup swap is the only good backup when ``backup/`` is missing,
+        so it is renamed back rather than deleted.
+        """
+        if self.record is None:
+            raise RuntimeError("remove_temporaries() needs the lock held")
+        removed = []
+        backup = self.run.path / BACKUP_DIR
+        aside = self.run.path / f".{BACKUP_DIR}.old"
+        if aside.is_dir():
+            if backup.is_dir():
+                shutil.rmtree(aside, ignore_errors=True)
+                removed.append(aside)
+            else:
+                os.replace(aside, backup)
+        for path in sorted(self.run.path.rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+            if not TEMPORARY_NAME.fullmatch(path.name) or not path.exists():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
+    def _stale_reason(self, holder: dict | None) -> str | None:
+        """Why the lock on disk no longer protects anyone, or ``None`` while it does."""
+        if holder is None:
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return "it was just removed"
+            return f"unreadable and {age:.0f} s old" if age > EMPTY_LOCK_GRACE_SECONDS else None
+        if holder.get("host") == socket.gethostname():
+            pid = holder.get("pid")
+            if not isinstance(pid, int) or not _process_alive(pid):
+                return f"process {pid} on this host is gone"
+            start = holder.get("process_start")
+            if start is not None and _process_start(pid) not in (None, start):
+                return f"process {pid} on this host is gone (its PID now belongs to another process)"
+            return None
+        age = time.time() - float(holder.get("heartbeat", 0))
+        if age > self.stale_after:
+            return f"its heartbeat from host {holder.get('host')} is {age:.0f} s old"
+        return None
+
+    def _break(self, holder: dict | None) -> None:
+        """Set the stale lock aside and delete it, unless another process replaced it meanwhile."""
+        aside = self.path.with_name(f"{LOCK_FILE}.stale-{os.getpid()}")
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:
+            return
+        if _read_lock(aside) != holder and not self.path.exists():
+            # Someone took the lock between our read and our rename: put theirs back.
+            os.replace(aside, self.path)
+            return
+        aside.unlink(missing_ok=True)
+
+    def _held_message(self, holder: dict | None) -> str:
+        return (
+            f"run {self.run.run_id!r} is being trained by {_describe(holder)}; wait for it to finish, or if that "
+            f"process is gone on another machine, delete {self.path} (a lock that stays silent for "
+            f"{self.stale_after:.0f} s is taken over)"
+        )
+
+
+def _owner_record() -> dict:
+    now = time.time()
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "process_start": _process_start(os.getpid()),
+        "acquired": now,
+        "heartbeat": now,
+    }
+
+
+def _same_owner(holder: dict | None, record: dict) -> bool:
+    keys = ("host", "pid", "acquired")
+    return holder is not None and all(holder.get(k) == record.get(k) for k in keys)
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _describe(holder: dict | None) -> str:
+    if holder is None:
+        return "a process that is creating its lock"
+    beat = dt.datetime.fromtimestamp(float(holder.get("heartbeat", 0)), dt.timezone.utc)
+    return f"process {holder.get('pid')} on host {holder.get('host')} (last heartbeat {beat:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by its parent) still answers signal 0 but holds nothing.
+    return _process_state(pid) != "Z"
+
+
+def _process_stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces; the fields after it are plain.
+    return text.rsplit(")", 1)[1].split()
+
+
+def _process_state(pid: int) -> str | None:
+    fields = _process_stat(pid)
+    return fields[0] if fields else None
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), which tells a reused PID from its owner."""
+    fields = _process_stat(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None

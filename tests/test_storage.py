@@ -1,0 +1,136 @@
+"""The run lock (two processes, a killed holder, another host's heartbeat) and clean-up after killed writers."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cifarlib import storage
+from cifarlib.errors import RunLockedError
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, time
+    from cifarlib import storage
+    with storage.RunFolder(storage.Path(sys.argv[1])).lock():
+        print("locked", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+@pytest.fixture
+def run(tmp_path):
+    return storage.open_workspace(tmp_path / "ws").run("r1")
+
+
+def hold_in_subprocess(run):
+    """A second process that takes the run's lock and keeps it until killed."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run.path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert process.stdout.readline().strip() == "locked"
+    return process
+
+
+def test_second_process_is_refused_then_takes_over_after_a_kill(run):
+    holder = hold_in_subprocess(run)
+    try:
+        with pytest.raises(RunLockedError) as refused:
+            run.lock().acquire()
+        message = str(refused.value)
+        assert "\n" not in message
+        assert "'r1'" in message and f"process {holder.pid} on host {socket.gethostname()}" in message
+        # The holder's lock is untouched by the refused attempt.
+        assert json.loads((run.path / ".lock").read_text())["pid"] == holder.pid
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The killed holder's lock is left on disk, and does not block the next run.
+    assert (run.path / ".lock").exists()
+    with run.lock() as lock:
+        assert json.loads((run.path / ".lock").read_text())["pid"] == os.getpid()
+        lock.refresh()
+    assert not (run.path / ".lock").exists()
+
+
+def test_lock_from_another_host_is_trusted_until_its_heartbeat_is_old(run):
+    run.path.mkdir(parents=True)
+    other = {"host": "colab-vm-elsewhere", "pid": 1, "acquired": time.time(), "heartbeat": time.time()}
+    (run.path / ".lock").write_text(json.dumps(other))
+    with pytest.raises(RunLockedError, match="host colab-vm-elsewhere"):
+        run.lock(stale_after=60).acquire()
+    (run.path / ".lock").write_text(json.dumps({**other, "heartbeat": time.time() - 120}))
+    with run.lock(stale_after=60):
+        assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
+
+
+def test_a_lock_taken_over_stops_the_old_holder(run):
+    lock = run.lock()
+    lock.acquire()
+    taken = {"host": "another-host", "pid": 7, "acquired": time.time(), "heartbeat": time.time()}
+    (run.path / ".lock").write_text(json.dumps(taken))
+    with pytest.raises(RunLockedError, match="lost its lock to process 7 on host another-host"):
+        lock.refresh()
+    lock.release()
+    assert json.loads((run.path / ".lock").read_text()) == taken  # not ours: left alone
+
+
+def test_empty_lock_file_counts_as_held_only_briefly(run):
+    run.path.mkdir(parents=True)
+    (run.path / ".lock").write_text("")
+    with pytest.raises(RunLockedError):
+        run.lock().acquire()
+    old = time.time() - 60
+    os.utime(run.path / ".lock", (old, old))
+    with run.lock():
+        pass
+
+
+def test_temporaries_of_killed_writers_are_removed_under_the_lock(run):
+    run.path.mkdir(parents=True)
+    (run.path / "tensorboard" / "train").mkdir(parents=True)
+    keep = ["history.csv", "best.keras", "tensorboard/train/events.out.tfevents.1.host.2.v2"]
+    stale = [".best.keras.tmp-123", ".history.csv.tmp-9", "tensorboard/train/.events.out.tfevents.1.v2.tmp-5"]
+    for name in keep + stale:
+        (run.path / name).write_text("x")
+    (run.path / ".backup.new").mkdir()
+    (run.path / ".backup.old").mkdir()
+    (run.path / ".backup.old" / "latest.weights.h5").write_text("weights")
+    with run.lock() as lock:
+        removed = lock.remove_temporaries()
+        # With backup/ missing, the aside copy is the last good backup: it is put back, not deleted.
+        assert (run.path / "backup" / "latest.weights.h5").read_text() == "weights"
+    assert sorted(p.relative_to(run.path).as_posix() for p in removed) == sorted([*stale, ".backup.new"])
+    assert all((run.path / name).exists() for name in keep)
+    assert not [p for p in run.path.rglob(".*")]
+
+
+def test_kill_at_a_chosen_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / "history.csv"
+    target.write_text("old")
+    script = "from pathlib import Path; from cifarlib import storage; storage.atomic_write_text(Path(r'%s'), 'new')"
+    done = subprocess.run(
+        [sys.executable, "-c", script % target],
+        env={**os.environ, storage.KILL_AT_WRITE_ENV: "1", "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.returncode == -signal.SIGKILL
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.glob(".history.csv.tmp-*")], "the kill came before the rename"
+
+
+def test_lock_stale_seconds_setting(monkeypatch):
+    monkeypatch.setenv("CIFARLIB_LOCK_STALE_SECONDS", "nan")
+    with pytest.raises(ValueError, match="CIFARLIB_LOCK_STALE_SECONDS must be a positive number"):
+        storage.lock_stale_seconds()
+    monkeypatch.setenv("CIFARLIB_LOCK_STALE_SECONDS", "90")
+    assert storage.lock_stale_seconds() == 90
