@@ -2,14 +2,21 @@
 to the run folder.
 
 Keras's own callbacks (ModelCheckpoint, EarlyStopping, ReduceLROnPlateau, TensorBoard, BackupAndRestore) write
-into a local staging folder. ``RunPublisher`` then updates the run folder in the workspace once per epoch, in
-an order that keeps it consistent if the process dies at any point:
+into a local staging folder. ``RunPublisher`` then updates the run folder in the workspace once per epoch.
 
-1. ``best.keras``, when the checkpoint improved (atomic copy);
-2. ``backup/``: Keras's resume weights and optimizer state, plus the counters of the stateful callbacks
-   (early-stopping and plateau patience, the best value so far), swapped in as a whole folder;
-3. ``history.csv``, rewritten whole (atomically) from the rows of the epochs that are in the backup;
+``backup/`` is the one source of truth for how far a run got. It holds, together and swapped in as one whole
+folder: Keras's resume weights and optimizer state with the epoch count, the counters of the stateful callbacks
+(early-stopping and plateau patience, the best value so far), the history rows of its epochs, and a copy of the
+best model so far. Every other file is derived from it, so the writes of one epoch go:
+
+1. ``backup/`` (one folder swap: before it the run is at epoch N-1, after it at epoch N);
+2. ``best.keras``, copied from the backup's when the checkpoint improved (atomic copy);
+3. ``history.csv``, rewritten whole (atomically) from the backup's rows;
 4. ``tensorboard/``, new or grown event files.
+
+A kill at any point of that sequence leaves files that are either the backup's epoch or one behind it; on resume
+``on_train_begin`` rewrites ``history.csv`` and ``best.keras`` from the backup, so the history is always the
+continuous epochs 1..N (docs/reliability.md gives the guarantees and the test that kills at every write).
 
 ``BackupAndRestore`` restores weights, optimizer state (with the learning rate and step counter) and the epoch;
 it does not restore callback counters or history, which is why this callback keeps them beside it.
@@ -17,8 +24,10 @@ it does not restore callback counters or history, which is why this callback kee
 
 from __future__ import annotations
 
+import filecmp
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -73,13 +82,21 @@ class RunPublisher(keras.callbacks.Callback):
         run: the run folder in the workspace.
         staging: the local folder the other callbacks write to.
         stateful: callbacks whose counters must survive a resume (keyed by a stable name).
+        lock: the run's lock, whose heartbeat is renewed every epoch (``None``: no lock is held).
     """
 
-    def __init__(self, run: storage.RunFolder, staging: Path, stateful: dict[str, keras.callbacks.Callback]):
+    def __init__(
+        self,
+        run: storage.RunFolder,
+        staging: Path,
+        stateful: dict[str, keras.callbacks.Callback],
+        lock: storage.RunLock | None = None,
+    ):
         super().__init__()
         self.run = run
         self.staging = staging
         self.stateful = stateful
+        self.lock = lock
         self.rows: list[dict] = []
         self._best_mtime = None
 
@@ -88,21 +105,46 @@ class RunPublisher(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         backup = self.staging / storage.BACKUP_DIR
         epochs_done = _read_json(backup / KERAS_BACKUP_METADATA).get("epoch", 0)
-        history = self.run.read_history()
+        rows_file = backup / storage.HISTORY_FILE
+        # Runs backed up before the rows were kept in the backup fall back to the run's history.csv.
+        history = storage.read_history_file(
+            rows_file if rows_file.is_file() else self.run.file(storage.HISTORY_FILE)
+        )
         self.rows = history.to_dict("records")[:epochs_done] if len(history) else []
+        if len(self.rows) != epochs_done:
+            raise WorkspaceError(
+                f"{self.run.path}: the backup is at epoch {epochs_done} but holds {len(self.rows)} history rows; "
+                f"delete {self.run.file(storage.BACKUP_DIR)} to train run {self.run.run_id!r} again from epoch 1"
+            )
         states = _read_json(backup / CALLBACK_STATE_FILE)
         for name, callback in self.stateful.items():
             for attribute, value in states.get(name, {}).items():
                 setattr(callback, attribute, _decode(value))
+        self._restore_from_backup()
         best = self.staging / storage.BEST_MODEL_FILE
         self._best_mtime = best.stat().st_mtime_ns if best.exists() else None
+
+    def _restore_from_backup(self):
+        """Bring history.csv and best.keras back to the backup's epoch (a kill may have come between writes)."""
+        self._publish_history()
+        saved_best = self.staging / storage.BACKUP_DIR / storage.BEST_MODEL_FILE
+        if not saved_best.is_file():
+            return
+        staged = self.staging / storage.BEST_MODEL_FILE
+        if not staged.is_file() or not filecmp.cmp(saved_best, staged, shallow=False):
+            shutil.copyfile(saved_best, staged)
+        published = self.run.file(storage.BEST_MODEL_FILE)
+        if not published.is_file() or not filecmp.cmp(saved_best, published, shallow=False):
+            storage.atomic_copy(saved_best, published)
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{key: _plain(value) for key, value in (logs or {}).items()}}
         self.rows.append(row)
         try:
-            self._publish_best()
+            if self.lock is not None:
+                self.lock.refresh()
             self._publish_backup()
+            self._publish_best()
             self._publish_history()
             self._publish_tensorboard()
         except WorkspaceError as error:
@@ -124,6 +166,8 @@ class RunPublisher(keras.callbacks.Callback):
             self._best_mtime = best.stat().st_mtime_ns
 
     def _publish_backup(self):
+        import pandas as pd
+
         backup = self.staging / storage.BACKUP_DIR
         if not backup.is_dir():
             return
@@ -132,14 +176,22 @@ class RunPublisher(keras.callbacks.Callback):
             for name, cb in self.stateful.items()
         }
         (backup / CALLBACK_STATE_FILE).write_text(json.dumps(states))
+        (backup / storage.HISTORY_FILE).write_text(pd.DataFrame(self.rows).to_csv(index=False))
+        best = self.staging / storage.BEST_MODEL_FILE
+        if best.exists():
+            shutil.copyfile(best, backup / storage.BEST_MODEL_FILE)
         storage.atomic_replace_tree(backup, self.run.file(storage.BACKUP_DIR))
 
     def _publish_history(self):
         import pandas as pd
 
-        storage.atomic_write_text(
-            self.run.file(storage.HISTORY_FILE), pd.DataFrame(self.rows).to_csv(index=False)
-        )
+        path = self.run.file(storage.HISTORY_FILE)
+        if not self.rows:
+            # No epoch finished: no history (a file left by a killed first attempt would describe nothing).
+            if path.exists():
+                path.unlink()
+            return
+        storage.atomic_write_text(path, pd.DataFrame(self.rows).to_csv(index=False))
 
     def _publish_tensorboard(self):
         source = self.staging / storage.TENSORBOARD_DIR
