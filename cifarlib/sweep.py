@@ -3,7 +3,12 @@
 Each run's executed notebook is saved in its run folder (``runs/<run_id>/03_train.ipynb``), so what happened,
 errors included, can be read later. The sweep's manifest ``sweeps/<name>/sweep.json`` lists its runs and how
 each ended. A run that already completed is skipped, an unfinished one resumes (same run id, same
-parameters), and a failed run is recorded with its error and does not stop the others.
+parameters), and a failed run is recorded with its cause and does not stop the others, whatever the failure:
+an exception in the notebook, a kernel that died (out of memory, killed), a cell that ran past
+``cell_timeout``, or an error of papermill itself. Only an interrupt (Ctrl-C) stops the sweep, after recording it.
+
+Progress is one line per run ("run 2/4: batch 128 ...") and one per finished epoch, read from the run's
+``history.csv`` while the notebook runs, instead of papermill's bar of notebook cells.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +32,8 @@ TRAIN_NOTEBOOK = NOTEBOOKS_DIR / "03_train.ipynb"
 EXECUTED_NOTEBOOK = "03_train.ipynb"
 MANIFEST = SWEEP_MANIFEST
 __all__ = ["run_sweep", "sweep_outcomes"]
+# How often the progress watcher looks for a new epoch in the running run's history.csv.
+PROGRESS_POLL_SECONDS = 2.0
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
@@ -37,6 +45,7 @@ def run_sweep(
     notebook: str | Path = TRAIN_NOTEBOOK,
     progress: bool = True,
     kernel_name: str | None = None,
+    cell_timeout: float | None = None,
     **parameters,
 ):
     """Run ``03_train`` for every batch size; returns the sweep's results table (a DataFrame).
@@ -46,8 +55,9 @@ def run_sweep(
         name: the sweep's name; its run ids are ``<name>-b<batch_size>``.
         workspace: where runs go (a Workspace, a folder, or None for the default).
         notebook: the training notebook to execute.
-        progress: print a line per run and papermill's cell progress bar.
+        progress: print a line per run and one per finished epoch (else log them).
         kernel_name: Jupyter kernel (default: the notebook's).
+        cell_timeout: seconds one notebook cell may run before the run is recorded as failed (None: no limit).
         **parameters: other ``03_train`` parameters, the same for every run (epochs, data, preset, ...).
     """
     import papermill
@@ -67,7 +77,7 @@ def run_sweep(
     for position, batch_size in enumerate(batch_sizes, start=1):
         run_id = f"{name}-b{batch_size}"
         run = workspace.run(run_id)
-        prefix = f"[{position}/{len(batch_sizes)}] batch {batch_size} ({run_id})"
+        prefix = f"run {position}/{len(batch_sizes)}: batch {batch_size} ({run_id})"
         if run.completed:
             _say(progress, f"{prefix}: already completed, skipped")
             manifest["runs"][run_id] = {"batch_size": batch_size, "status": "completed"}
@@ -75,6 +85,8 @@ def run_sweep(
         _say(progress, f"{prefix}: {'resuming' if run.path.exists() else 'training'} ...")
         run.path.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
+        watcher = _EpochWatcher(run, parameters.get("epochs"), progress)
+        watcher.start()
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -86,11 +98,16 @@ def run_sweep(
                     "workspace": str(workspace.root),
                 },
                 kernel_name=kernel_name,
-                progress_bar=progress,
+                progress_bar=False,
+                execution_timeout=cell_timeout,
                 cwd=str(notebook.parent),
             )
-        except papermill.PapermillExecutionError as error:
-            message = f"{error.ename}: {error.evalue}"
+        except KeyboardInterrupt:
+            manifest["runs"][run_id] = {"batch_size": batch_size, "status": "failed", "error": "interrupted"}
+            storage.atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on.
+            message = failure_cause(error)
             manifest["runs"][run_id] = {"batch_size": batch_size, "status": "failed", "error": message}
             _say(
                 progress,
@@ -99,12 +116,59 @@ def run_sweep(
         else:
             manifest["runs"][run_id] = {"batch_size": batch_size, "status": "completed"}
             _say(progress, f"{prefix}: done in {time.perf_counter() - started:.0f} s")
+        finally:
+            watcher.stop()
         storage.atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
 
     storage.atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
     table = runs_table(workspace, sweep=name)
     _say(progress, format_runs_table(table))
     return table
+
+
+def failure_cause(error: BaseException) -> str:
+    """One line saying why a run of the sweep failed, for sweep.json and the sweep's output."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    if isinstance(error, papermill.PapermillExecutionError):
+        cause = f"{error.ename}: {error.evalue}"
+    elif isinstance(error, DeadKernelError):
+        cause = f"DeadKernelError: the notebook's kernel died (out of memory, or killed): {error}"
+    elif isinstance(error, CellTimeoutError):
+        cause = "CellTimeoutError: a cell ran past the sweep's cell_timeout"
+    else:
+        cause = f"{type(error).__name__}: {error}"
+    return " ".join(cause.split())
+
+
+class _EpochWatcher:
+    """Prints each epoch the running notebook finishes, read from its run's history.csv (a thread)."""
+
+    def __init__(self, run: storage.RunFolder, epochs, progress: bool):
+        self.run, self.epochs, self.progress = run, epochs, progress
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._seen = len(run.read_history())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(PROGRESS_POLL_SECONDS):
+            try:
+                history = self.run.read_history()
+            except Exception:  # noqa: BLE001 - a file caught mid-rename is read again at the next poll.
+                continue
+            for row in history.to_dict("records")[self._seen :]:
+                figures = ", ".join(f"{k} {row[k]:.4f}" for k in ("loss", "val_accuracy") if k in row)
+                of = f"/{self.epochs}" if self.epochs else ""
+                _say(self.progress, f"    epoch {int(row['epoch'])}{of}: {figures}")
+            self._seen = max(self._seen, len(history))
 
 
 def _read_manifest(path: Path, name: str, parameters: dict) -> dict:

@@ -150,7 +150,7 @@ def test_sweep_over_two_batch_sizes(tmp_path, small_archive, capsys, monkeypatch
     assert sorted(table["batch_size"]) == [50, 100]
     assert list(table["status"]) == ["completed", "completed"]
     assert (workspace / "runs" / "ci-b50" / "03_train.ipynb").is_file()
-    assert "[2/2] batch 100 (ci-b100): done" in capsys.readouterr().out
+    assert "run 2/2: batch 100 (ci-b100): done" in capsys.readouterr().out
 
     # A second call skips both; a broken run (here: its folder holds a run with other settings) is recorded
     # with its error, and the run after it still trains.
@@ -159,9 +159,11 @@ def test_sweep_over_two_batch_sizes(tmp_path, small_archive, capsys, monkeypatch
     (broken / "config.json").write_text(RunConfig(data="synthetic", batch_size=70, epochs=9).to_json())
     again = run_sweep([50, 100, 70, 25], name="ci", workspace=workspace, progress=True, **parameters)
     out = capsys.readouterr().out
-    assert "[1/4] batch 50 (ci-b50): already completed, skipped" in out
-    assert "[3/4] batch 70 (ci-b70): FAILED (RunConfigError: run 'ci-b70' exists with other settings" in out
-    assert "[4/4] batch 25 (ci-b25): done" in out
+    assert "run 1/4: batch 50 (ci-b50): already completed, skipped" in out
+    assert (
+        "run 3/4: batch 70 (ci-b70): FAILED (RunConfigError: run 'ci-b70' exists with other settings" in out
+    )
+    assert "run 4/4: batch 25 (ci-b25): done" in out
     status = dict(zip(again["run_id"], again["status"]))
     assert status == {
         "ci-b50": "completed",

@@ -1,0 +1,98 @@
+"""A sweep survives any failure of one run (an exception, a dead kernel, a time-out) and records its cause.
+
+A stand-in training notebook keeps this fast: it fails in the way its batch size names, or else writes the
+history and summary a finished run leaves.
+"""
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from cifarlib import storage
+from cifarlib.sweep import run_sweep, sweep_outcomes
+
+PARAMETERS = "batch_size = 0\nrun_id = ''\nworkspace = ''\nepochs = 2\n"
+BODY = """
+import os, signal, time
+from pathlib import Path
+run = Path(workspace) / "runs" / run_id
+if batch_size == 2:
+    os.kill(os.getpid(), signal.SIGKILL)
+if batch_size == 3:
+    raise ValueError("batch 3 is refused")
+if batch_size == 4:
+    time.sleep(60)
+(run / "history.csv").write_text("epoch,loss,val_accuracy\\n1,2.0,0.3\\n2,1.5,0.4\\n")
+time.sleep(2.5)
+(run / "summary.json").write_text('{"run_id": "%s", "batch_size": %d, "epochs_run": 2}' % (run_id, batch_size))
+"""
+
+
+@pytest.fixture
+def notebook(tmp_path):
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell(PARAMETERS)
+    parameters.metadata["tags"] = ["parameters"]
+    book.cells = [parameters, nbformat.v4.new_code_cell(BODY)]
+    path = tmp_path / "fake_train.ipynb"
+    nbformat.write(book, path)
+    return path
+
+
+def test_every_kind_of_failure_is_recorded_and_the_sweep_goes_on(tmp_path, notebook, capsys):
+    workspace = tmp_path / "ws"
+    table = run_sweep(
+        [1, 2, 3, 4, 5], name="faults", workspace=workspace, notebook=notebook, cell_timeout=15, epochs=2
+    )
+    out = capsys.readouterr().out
+    status = dict(zip(table["run_id"], table["status"]))
+    assert status == {
+        "faults-b1": "completed",
+        "faults-b2": "failed",
+        "faults-b3": "failed",
+        "faults-b4": "failed",
+        "faults-b5": "completed",
+    }
+    errors = {
+        run_id: outcome.get("error", "")
+        for run_id, outcome in sweep_outcomes(storage.open_workspace(workspace), "faults").items()
+    }
+    assert errors["faults-b2"].startswith("DeadKernelError: the notebook's kernel died")
+    assert errors["faults-b3"] == "ValueError: batch 3 is refused"
+    assert errors["faults-b4"].startswith("CellTimeoutError")
+    assert "run 1/5: batch 1 (faults-b1): training ..." in out
+    assert "run 2/5: batch 2 (faults-b2): FAILED (DeadKernelError" in out
+    assert "run 5/5: batch 5 (faults-b5): done" in out
+    # The epochs come from the run's history.csv while the notebook runs.
+    assert "    epoch 2/2: loss 1.5000, val_accuracy 0.4000" in out
+    manifest = json.loads((workspace / "sweeps" / "faults" / "sweep.json").read_text())
+    assert manifest["runs"]["faults-b3"]["status"] == "failed"
+
+
+def test_cli_exits_non_zero_when_a_run_failed(tmp_path, notebook):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cifarlib",
+            "sweep",
+            "--batch-sizes",
+            "3,1",
+            "--epochs",
+            "2",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--notebook",
+            str(notebook),
+            "--name",
+            "cli",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "cli-b3" in done.stdout and "failed" in done.stdout and "completed" in done.stdout
