@@ -64,6 +64,12 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 META_FILE = "batches.meta"
 
+# Synthetic sets are for smoke runs; the cap (20 times CIFAR-10's training set, 3 GB of uint8 pixels) stops a
+# mistyped size from allocating until the machine runs out of memory.
+MAX_SYNTHETIC_IMAGES = 1_000_000
+# Images are generated this many at a time, so the float arithmetic never holds more than one chunk.
+SYNTHETIC_CHUNK = 10_000
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # ITU-R BT.601 luma weights, as the reference notebook used them.
 GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
@@ -96,6 +102,10 @@ def load_cifar10(
         raise ValueError(f"train_size must be a positive integer or None, got {train_size!r}")
     source_text = os.fspath(source)
     if source_text == "synthetic":
+        if train_size is not None and train_size > MAX_SYNTHETIC_IMAGES:
+            raise DataError(
+                f"train_size={train_size}: synthetic data is limited to {MAX_SYNTHETIC_IMAGES:,} images"
+            )
         # Generated data has no fixed size: make exactly the training images asked for.
         (x_train, y_train), test = synthetic_cifar10(
             train_size or synthetic_size[0], synthetic_size[1], seed=seed
@@ -106,7 +116,9 @@ def load_cifar10(
         (x_train, y_train), test = _load_path(Path(source_text).expanduser(), cache_dir)
     if train_size is not None:
         if train_size > len(x_train):
-            raise ValueError(f"train_size={train_size} is larger than the {len(x_train)} training images")
+            raise DataError(
+                f"train_size={train_size} is larger than the {len(x_train)} training images of {source_text}"
+            )
         x_train, y_train = x_train[:train_size], y_train[:train_size]
     return (x_train, y_train), test
 
@@ -127,6 +139,8 @@ def synthetic_cifar10(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) 
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if value > MAX_SYNTHETIC_IMAGES:
+            raise DataError(f"{name}={value}: synthetic data is limited to {MAX_SYNTHETIC_IMAGES:,} images")
     log.warning("Using SYNTHETIC data (generated images, not CIFAR-10): accuracy on it means nothing.")
     rng = np.random.default_rng(seed)
     palette = rng.integers(40, 216, size=(NUM_CLASSES, 3))
@@ -135,13 +149,20 @@ def synthetic_cifar10(n_train: int = 2000, n_test: int = 500, *, seed: int = 0) 
     def make(n: int) -> Split:
         labels = np.arange(n) % NUM_CLASSES
         rng.shuffle(labels)
-        angles = labels * np.pi / NUM_CLASSES
-        stripes = np.sin(
-            (rows[None] * np.cos(angles)[:, None, None] + cols[None] * np.sin(angles)[:, None, None]) / 2.0
-        )
-        images = palette[labels][:, None, None, :] + 40.0 * stripes[..., None]
-        images += rng.normal(0.0, 25.0, size=images.shape)
-        return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.int64)
+        images = np.empty((n, *IMAGE_SHAPE), np.uint8)
+        # Chunk by chunk: the generator's draws continue from one chunk to the next, so the images are the
+        # same as from one draw of the whole set, without its float64 copy.
+        for start in range(0, n, SYNTHETIC_CHUNK):
+            chunk = labels[start : start + SYNTHETIC_CHUNK]
+            angles = chunk * np.pi / NUM_CLASSES
+            stripes = np.sin(
+                (rows[None] * np.cos(angles)[:, None, None] + cols[None] * np.sin(angles)[:, None, None])
+                / 2.0
+            )
+            values = palette[chunk][:, None, None, :] + 40.0 * stripes[..., None]
+            values += rng.normal(0.0, 25.0, size=values.shape)
+            images[start : start + len(chunk)] = np.clip(values, 0, 255).astype(np.uint8)
+        return images, labels.astype(np.int64)
 
     return make(n_train), make(n_test)
 
@@ -179,7 +200,12 @@ def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> 
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         if isinstance(error, FileNotFoundError) and not archive_path.exists():
             raise DataError(f"{archive_path}: no such file (expected a .tar.gz archive)") from error
-        raise DataError(f"{archive_path}: the archive is truncated or corrupt ({error})") from error
+        if isinstance(error, tarfile.ReadError) and "could not be opened successfully" in str(error):
+            raise DataError(
+                f"{archive_path}: truncated or corrupt, or not a tar archive at all (expected cifar-10-python.tar.gz)"
+            ) from error
+        reason = " ".join(str(error).split())
+        raise DataError(f"{archive_path}: the archive is truncated or corrupt ({reason})") from error
     return target
 
 
@@ -414,10 +440,9 @@ def _batch_arrays(path: Path) -> Split:
         raise DataError(f"{path}: 'data' must be an array of shape (N, 3072), found {shape}")
     if data.dtype != np.uint8:
         raise DataError(f"{path}: 'data' must hold uint8 pixels, found {data.dtype}")
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    labels = _integer_labels(batch["labels"], path)
     if labels.shape != (len(data),):
         raise DataError(f"{path}: {len(data)} images but {labels.size} labels")
-    _check_labels(labels, str(path))
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 
@@ -428,7 +453,14 @@ def _read_batches_folder(folder: Path) -> tuple[Split, Split]:
         raise DataError(f"{folder}: missing CIFAR-10 batch files {missing}")
     if (folder / META_FILE).is_file():
         names = read_batch(folder / META_FILE).get("label_names")
-        decoded = tuple(n.decode() if isinstance(n, bytes) else n for n in names or ())
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+            raise DataError(
+                f"{folder / META_FILE}: label_names must be a list of {NUM_CLASSES} class names, found {names!r:.80}"
+            )
+        try:
+            decoded = tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+        except UnicodeDecodeError as error:
+            raise DataError(f"{folder / META_FILE}: label_names are not text ({error})") from error
         if decoded != CLASS_NAMES:
             raise DataError(
                 f"{folder / META_FILE}: label_names {decoded} differ from CIFAR-10's {CLASS_NAMES}"
@@ -452,6 +484,26 @@ def _refusal(archive_path: Path, member: tarfile.TarInfo, error: tarfile.FilterE
     else:
         reason = str(error)
     return f"{archive_path}: refused member {member.name!r} ({reason})"
+
+
+def _integer_labels(raw, path: Path) -> np.ndarray:
+    """A batch's labels as int64, refusing anything but integers in 0..9 (no silent truncation of 9.9)."""
+    expected = f"labels must be integers in 0..{NUM_CLASSES - 1}"
+    if isinstance(raw, np.ndarray):
+        if raw.dtype.kind not in "iu" or raw.ndim != 1:
+            raise DataError(f"{path}: {expected}, found an array of {raw.dtype} with shape {raw.shape}")
+        values = raw.tolist()
+    elif isinstance(raw, (list, tuple)):
+        values = raw
+    else:
+        raise DataError(f"{path}: {expected}, found {type(raw).__name__}")
+    for index, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise DataError(f"{path}: {expected}, found {value!r:.40} at position {index}")
+    # Compared as Python integers, so a huge value is reported rather than overflowing int64.
+    if values and (min(values) < 0 or max(values) >= NUM_CLASSES):
+        raise DataError(f"{path}: {expected}, found {min(values)}..{max(values)}")
+    return np.asarray(values, dtype=np.int64)
 
 
 def _check_labels(labels: np.ndarray, where: str) -> None:
@@ -498,7 +550,15 @@ def _read_split(folder: Path) -> Split:
         for file in files:
             try:
                 with Image.open(file) as image:
+                    # The header's size is checked before any pixel is decoded, so a huge image costs nothing.
+                    width, height = image.size
+                    if (height, width) != IMAGE_SHAPE[:2]:
+                        raise DataError(
+                            f"{file}: image of shape ({height}, {width}, 3), expected {IMAGE_SHAPE}"
+                        )
                     array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            except Image.DecompressionBombError as error:
+                raise DataError(f"{file}: refused, the image claims too many pixels ({error})") from error
             except (UnidentifiedImageError, OSError) as error:
                 raise DataError(f"{file}: not a readable image ({error})") from error
             if array.shape != IMAGE_SHAPE:
