@@ -14,7 +14,7 @@ PRESET_FLAG = $(if $(PRESET),--preset $(PRESET))
 BATCH_FLAG = $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 BATCH_SIZES_FLAG = $(if $(BATCH_SIZES),--batch-sizes $(BATCH_SIZES))
 
-.PHONY: install test lint format train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data dist clean
+.PHONY: install test lint format train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data dist soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,12 @@ gpu-data:
 # `make dist`: the wheel and the source distribution that users install, in dist/.
 dist: install
 	$(BIN)/python -m build --outdir dist .
+
+# `make soak`: random SIGKILLs over real short runs on synthetic data (tiny network), then checks every file.
+SOAK_KILLS ?= 20
+
+soak: install
+	$(BIN)/python -m cifarlib.soak --kills $(SOAK_KILLS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

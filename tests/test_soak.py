@@ -1,0 +1,34 @@
+"""The soak's checks on hand-made run folders, and one real kill through ``python -m cifarlib.soak``."""
+
+import json
+import zipfile
+
+from cifarlib import soak
+
+
+def make_run(tmp_path, epochs=(1, 2), backup_epoch=2, model_bytes=None):
+    run_dir = tmp_path / "runs" / "r"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "history.csv").write_text("epoch,loss\n" + "".join(f"{e},1.0\n" for e in epochs))
+    (run_dir / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": backup_epoch}))
+    with zipfile.ZipFile(run_dir / "best.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+    if model_bytes is not None:
+        (run_dir / "best.keras").write_bytes(model_bytes)
+    return run_dir
+
+
+def test_a_whole_run_folder_passes(tmp_path):
+    found = soak.inspect_run(make_run(tmp_path))
+    assert found.corrupt == [] and not found.gap and found.resumable_epochs == 2 and found.temporaries == []
+
+
+def test_gaps_corrupt_files_and_temporaries_are_seen(tmp_path):
+    run_dir = make_run(tmp_path, epochs=(1, 3), model_bytes=b"PK\x03\x04 torn")
+    (run_dir / "summary.json").write_text('{"epochs_run": ')
+    (run_dir / ".history.csv.tmp-42").write_text("")
+    found = soak.inspect_run(run_dir)
+    assert found.gap
+    assert sorted(found.corrupt) == ["best.keras", "summary.json"]
+    assert found.temporaries == [".history.csv.tmp-42"]
