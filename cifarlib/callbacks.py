@@ -155,9 +155,17 @@ class RunPublisher(keras.callbacks.Callback):
             ) from error
 
     def publish_final(self) -> None:
-        """After ``fit``: the last TensorBoard lines (written after the last epoch end) and the history."""
+        """After ``fit``: the history, the last TensorBoard lines (written after the last epoch end), and a
+        ``best.keras`` that matches the staged one (the test score is taken from it next)."""
         self._publish_history()
         self._publish_tensorboard()
+        staged = self.staging / storage.BEST_MODEL_FILE
+        published = self.run.file(storage.BEST_MODEL_FILE)
+        # A copy deleted or damaged in the workspace since it was published is replaced, not trusted.
+        if staged.is_file() and (
+            not published.is_file() or not filecmp.cmp(staged, published, shallow=False)
+        ):
+            storage.atomic_copy(staged, published)
 
     def _publish_best(self):
         best = self.staging / storage.BEST_MODEL_FILE
