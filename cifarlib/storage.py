@@ -359,8 +359,9 @@ class RunLock:
     """A run's ``.lock`` file: at most one process trains a run at a time, also on Google Drive.
 
     ``acquire`` creates the file with ``O_CREAT | O_EXCL`` (atomic on local disks and on Drive's mount) and
-    writes the owner into it: host, PID, the process's start time (so a reused PID is not mistaken for the
-    owner) and a heartbeat that ``refresh`` renews every epoch. A held lock raises ``RunLockedError`` naming
+    writes the owner into it: host name and boot id (the same machine, only when both match), PID, the
+    process's start time (so a reused PID is not mistaken for the owner) and a heartbeat that ``refresh``
+    renews every epoch. A held lock raises ``RunLockedError`` naming
     the run and its holder; a stale one (owner dead on this host, or heartbeat too old) is broken and taken.
     """
 
@@ -467,7 +468,7 @@ class RunLock:
             except FileNotFoundError:
                 return "it was just removed"
             return f"unreadable and {age:.0f} s old" if age > EMPTY_LOCK_GRACE_SECONDS else None
-        if holder.get("host") == socket.gethostname():
+        if holder.get("host") == socket.gethostname() and holder.get("boot_id") == _boot_id():
             pid = holder.get("pid")
             if not isinstance(pid, int) or not _process_alive(pid):
                 return f"process {pid} on this host is gone"
@@ -507,6 +508,7 @@ def _owner_record() -> dict:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "process_start": _process_start(os.getpid()),
+        "boot_id": _boot_id(),
         "acquired": now,
         "heartbeat": now,
     }
@@ -530,6 +532,14 @@ def _describe(holder: dict | None) -> str:
         return "a process that is creating its lock"
     beat = dt.datetime.fromtimestamp(float(holder.get("heartbeat", 0)), dt.timezone.utc)
     return f"process {holder.get('pid')} on host {holder.get('host')} (last heartbeat {beat:%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def _boot_id() -> str | None:
+    """This machine's boot id (Linux): two machines that happen to share a host name differ in it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
 
 
 def _process_alive(pid: int) -> bool:

@@ -134,3 +134,18 @@ def test_lock_stale_seconds_setting(monkeypatch):
         storage.lock_stale_seconds()
     monkeypatch.setenv("CIFARLIB_LOCK_STALE_SECONDS", "90")
     assert storage.lock_stale_seconds() == 90
+
+
+def test_same_host_name_on_another_machine_goes_by_the_heartbeat(run):
+    """Two VMs may share a host name: with another boot id the PID means nothing here, only the heartbeat."""
+    run.path.mkdir(parents=True)
+    twin = {
+        "host": socket.gethostname(),
+        "boot_id": "another-boot",
+        "pid": 999_999_999,
+        "acquired": time.time(),
+        "heartbeat": time.time(),
+    }
+    (run.path / ".lock").write_text(json.dumps(twin))
+    with pytest.raises(RunLockedError):
+        run.lock(stale_after=60).acquire()
