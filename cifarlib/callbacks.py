@@ -37,7 +37,6 @@ from cifarlib import storage
 from cifarlib.errors import WorkspaceError
 
 CALLBACK_STATE_FILE = "cifarlib_callbacks.json"
-KERAS_BACKUP_METADATA = "training_metadata.json"
 # Attributes that carry a stateful Keras callback's memory from one epoch to the next.
 STATE_ATTRIBUTES = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_counter")
 
@@ -104,7 +103,7 @@ class RunPublisher(keras.callbacks.Callback):
     # restored epoch) and after the stateful callbacks (which have just reset their counters).
     def on_train_begin(self, logs=None):
         backup = self.staging / storage.BACKUP_DIR
-        epochs_done = _read_json(backup / KERAS_BACKUP_METADATA).get("epoch", 0)
+        epochs_done = _read_json(backup / storage.KERAS_BACKUP_METADATA).get("epoch", 0)
         rows_file = backup / storage.HISTORY_FILE
         # Runs backed up before the rows were kept in the backup fall back to the run's history.csv.
         history = storage.read_history_file(

@@ -73,9 +73,7 @@ def finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunCo
     stored = run.read_json(storage.CONFIG_FILE)
     if stored is None:
         raise WorkspaceError(f"{run.path}: no run there (missing {storage.CONFIG_FILE})")
-    best = run.file(storage.BEST_MODEL_FILE)
-    if not best.is_file():
-        raise WorkspaceError(f"{best}: missing; the run has not finished an epoch yet")
+    _check_best_model(run)
     return run, RunConfig.from_dict(stored).replace(**{k: v for k, v in changes.items() if v is not None})
 
 
@@ -86,8 +84,43 @@ def _predict_split(run: storage.RunFolder, config: RunConfig, split: str):
     images, labels = validation if split == "validation" else test
     if len(images) == 0:
         raise RunConfigError(f"data source {config.data!r} gives run {run.run_id!r} no {split} images")
-    model = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
+    model = load_best_model(run)
     probabilities = predict_probabilities(
         model, images, batch_size=config.batch_size, tta=config.tta, tta_translate=config.tta_translate
     )
     return images, labels, probabilities
+
+
+def load_best_model(run: storage.RunFolder) -> keras.Model:
+    """The run's ``best.keras``; a file that does not load raises ``WorkspaceError`` saying how to recover."""
+    best = run.file(storage.BEST_MODEL_FILE)
+    try:
+        return keras.saving.load_model(best)
+    except Exception as error:  # noqa: BLE001 - a damaged zip or weights file fails in many ways.
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        raise WorkspaceError(f"{best}: cannot be loaded ({reason}); {_recovery(run)}") from error
+
+
+def _check_best_model(run: storage.RunFolder) -> None:
+    """Raise ``WorkspaceError`` saying exactly what is missing, and how to get it back, when best.keras is absent."""
+    best = run.file(storage.BEST_MODEL_FILE)
+    if best.is_file():
+        return
+    if not run.completed and not run.file(storage.BACKUP_DIR).is_dir() and len(run.read_history()) == 0:
+        raise WorkspaceError(f"{best}: missing; run {run.run_id!r} has not finished an epoch yet")
+    raise WorkspaceError(f"{best}: missing; {_recovery(run)}")
+
+
+def _recovery(run: storage.RunFolder) -> str:
+    """How to get a run's best model back: resume from its backup, or retrain (a completed run keeps none)."""
+    saved = run.file(storage.BACKUP_DIR) / storage.BEST_MODEL_FILE
+    if not run.completed and saved.is_file():
+        return (
+            f"run {run.run_id!r} is unfinished and its backup holds a copy: train it again with the same settings "
+            "and run id to resume, which restores best.keras"
+        )
+    state = "completed" if run.completed else "unfinished"
+    return (
+        f"run {run.run_id!r} is {state} and no backup holds a copy (a completed run keeps none), so its trained "
+        "weights are lost: retrain it (train with the same run id and --retrain)"
+    )

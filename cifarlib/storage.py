@@ -58,6 +58,8 @@ BEST_MODEL_FILE = "best.keras"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 SUMMARY_FILE = "summary.json"
+# Written by Keras's BackupAndRestore inside backup/: the number of finished epochs.
+KERAS_BACKUP_METADATA = "training_metadata.json"
 LOCK_FILE = ".lock"
 # A lock held from another host is trusted while its heartbeat (refreshed every epoch) is younger than this;
 # it must exceed the longest epoch. CIFARLIB_LOCK_STALE_SECONDS overrides it.
@@ -110,6 +112,17 @@ class RunFolder:
     def read_history(self):
         """history.csv as a DataFrame (empty where no epoch finished)."""
         return read_history_file(self.path / HISTORY_FILE)
+
+    def epochs_saved(self) -> int:
+        """Finished epochs a resume continues after: the backup's count (the one record of how far the run
+        got; history.csv may be one epoch behind it after a kill), else the history's."""
+        backup = recover_tree(self.path / BACKUP_DIR)
+        if backup is not None:
+            try:
+                return int(json.loads((backup / KERAS_BACKUP_METADATA).read_text())["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return len(self.read_history())
 
     def lock(self, stale_after: float | None = None) -> "RunLock":
         """The run's lock, to use as ``with run.lock() as lock: ...`` (see ``RunLock``)."""

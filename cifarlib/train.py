@@ -1,7 +1,8 @@
 """``train(config, workspace) -> RunResult``: one training run, resumable, persisted to the workspace.
 
 The steps, in order: open the run folder (a completed run is returned as it is; an unfinished one is resumed
-from its last finished epoch); load and split the data; pick precision, XLA and distribution for the device;
+from its last finished epoch); load and split the data, before the run folder is created; take the run's lock
+(a second process training the same run stops with one line); pick precision, XLA and distribution for the device;
 build and compile the network; fit with the reference callbacks writing to a local staging folder that
 ``RunPublisher`` mirrors into the run folder every epoch; evaluate the best checkpoint on the test set; write
 ``summary.json`` last. The run folder layout is described in ``cifarlib.storage``; finished runs are read back
@@ -28,7 +29,7 @@ from cifarlib.callbacks import EpochTimer, NetworkCheckpoint, RunPublisher
 from cifarlib.config import RunConfig, monitor_mode
 from cifarlib.data import channel_statistics, load_run_splits
 from cifarlib.device import DevicePlan, make_strategy, plan_device
-from cifarlib.errors import RunConfigError, WorkspaceError
+from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
 from cifarlib.evaluation import evaluate_model
 from cifarlib.memory import warn_if_too_big
 from cifarlib.model import build_model, training_model
@@ -113,20 +114,35 @@ def train(
     workspace = storage.as_workspace(workspace)
     run = workspace.run(run_id or settings_run_id(config))
     if run.completed and not retrain:
-        # Returning a finished run trained with other settings would report its figures as this config's.
+        return _completed_run(run, config)
+    if not retrain:
         _refuse_other_settings(run, config)
-        result = RunResult.load(run)
-        _say(
-            f"run {run.run_id}: already complete ({result.summary.get('epochs_run')} epochs) in {run.path}; "
-            "to train again, pass retrain=True (--retrain) or a new run_id (--run-id)"
-        )
-        return result
-    if retrain and run.path.exists():
-        shutil.rmtree(run.path)
-    _prepare_run_folder(run, config)
-
+    # The data is loaded before the run folder is created, so a bad source leaves no empty run behind.
     keras.utils.set_random_seed(config.seed)
-    (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_run_splits(config)
+    splits = load_run_splits(config)
+    created = not run.path.exists()
+    locked = False
+    try:
+        # One process trains a run at a time; the lock's heartbeat is renewed every epoch (RunPublisher).
+        with run.lock() as lock:
+            locked = True
+            if run.completed and not retrain:
+                return _completed_run(run, config)  # another process finished it meanwhile
+            if retrain:
+                _clear_run_folder(run)
+            lock.remove_temporaries()
+            _prepare_run_folder(run, config)
+            return _fit(workspace, run, config, splits, lock, verbose, callbacks)
+    except BaseException:
+        if locked and created and not _has_trained(run):
+            # A start that failed before its first epoch leaves no run to list or resume.
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+
+
+def _fit(workspace, run, config, splits, lock, verbose, callbacks) -> RunResult:
+    """Fit under the run's lock, evaluate the best checkpoint, write the summary (the steps of ``train``)."""
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
     context = FitContext(run, config, plan_device(config), len(x_train))
     plan = context.plan
     log.info(
@@ -151,7 +167,7 @@ def train(
 
         staging = _prepare_staging(workspace, run)
         stock, stateful = _stock_callbacks(config, staging, plan, network)
-        publisher = RunPublisher(run, staging, stateful)
+        publisher = RunPublisher(run, staging, stateful, lock)
         one_hot = config.label_smoothing > 0
         train_inputs = make_inputs(
             x_train, y_train, batch_size=context.global_batch, shuffle=True, seed=config.seed, one_hot=one_hot
@@ -281,6 +297,45 @@ def non_kernel_variables(model: keras.Model) -> list:
     return [variable for variable in model.trainable_variables if len(variable.shape) <= 1]
 
 
+def _completed_run(run: storage.RunFolder, config: RunConfig) -> RunResult:
+    """A finished run as it is; a backup or temporary file that a kill after the summary left is removed."""
+    # Returning a finished run trained with other settings would report its figures as this config's.
+    _refuse_other_settings(run, config)
+    leftovers = run.file(storage.BACKUP_DIR).exists() or any(
+        storage.TEMPORARY_NAME.fullmatch(path.name) for path in run.path.rglob(".*")
+    )
+    if leftovers:
+        try:
+            with run.lock() as lock:
+                lock.remove_temporaries()
+                shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
+        except RunLockedError:
+            pass  # The process holding the lock tidies it.
+    result = RunResult.load(run)
+    _say(
+        f"run {run.run_id}: already complete ({result.summary.get('epochs_run')} epochs) in {run.path}; "
+        "to train again, pass retrain=True (--retrain) or a new run_id (--run-id)"
+    )
+    return result
+
+
+def _clear_run_folder(run: storage.RunFolder) -> None:
+    """Everything in the run folder but its lock (retraining from scratch)."""
+    for path in run.path.iterdir():
+        if path.name == storage.LOCK_FILE:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _has_trained(run: storage.RunFolder) -> bool:
+    """Whether the run folder holds any finished epoch (a backup, a history or a summary)."""
+    names = (storage.BACKUP_DIR, f".{storage.BACKUP_DIR}.old", storage.HISTORY_FILE, storage.SUMMARY_FILE)
+    return any(run.file(name).exists() for name in names)
+
+
 def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
     """Raise ``RunConfigError`` naming every difference when the run folder holds a run with other settings."""
     stored = run.read_json(storage.CONFIG_FILE)
@@ -297,7 +352,7 @@ def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
 def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
     _refuse_other_settings(run, config)
     if run.read_json(storage.CONFIG_FILE) is not None:
-        done = len(run.read_history())
+        done = run.epochs_saved()
         _say(
             f"run {run.run_id}: resuming the unfinished run after epoch {done} of {config.epochs} in {run.path}"
         )

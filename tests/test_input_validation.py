@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifarlib import data
+from cifarlib import data, testing
 from cifarlib.errors import DataError
 
 
@@ -68,7 +68,7 @@ def test_batches_meta_label_names_are_checked(tmp_path, names):
 
 
 def test_decompression_bomb_is_one_line(tmp_path):
-    data.write_image_folder(tmp_path, images_per_class=1)
+    testing.write_image_folder(tmp_path, images_per_class=1)
     bomb = tmp_path / "train" / "cat" / "bomb.png"
     Image.new("1", (20000, 20000)).save(bomb)  # 1-bit pixels: 50 MB claimed, a few kB on disk
     with pytest.raises(DataError) as error:
@@ -79,7 +79,7 @@ def test_decompression_bomb_is_one_line(tmp_path):
 
 
 def test_image_of_the_wrong_size_is_refused_before_decoding(tmp_path, monkeypatch):
-    data.write_image_folder(tmp_path, images_per_class=1)
+    testing.write_image_folder(tmp_path, images_per_class=1)
     Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(tmp_path / "train" / "dog" / "big.png")
     with pytest.raises(DataError, match=r"big.png: image of shape \(64, 48, 3\), expected \(32, 32, 3\)"):
         data.load_cifar10(tmp_path)

@@ -3,7 +3,9 @@
 import json
 import zipfile
 
-from cifarlib import soak
+import pytest
+
+from cifarlib import soak, storage
 
 
 def make_run(tmp_path, epochs=(1, 2), backup_epoch=2, model_bytes=None):
@@ -32,3 +34,15 @@ def test_gaps_corrupt_files_and_temporaries_are_seen(tmp_path):
     assert found.gap
     assert sorted(found.corrupt) == ["best.keras", "summary.json"]
     assert found.temporaries == [".history.csv.tmp-42"]
+
+
+@pytest.mark.slow
+def test_one_real_kill(tmp_path, capsys):
+    totals = soak.soak(1, workspace=tmp_path / "ws", epochs=2, train_size=64, width=0.1, batch_size=32)
+    out = capsys.readouterr().out
+    assert totals["kills"] == 1 and totals["runs"] == 1
+    assert "kill  1 (soak-1): resumable at epoch" in out
+    assert "soak-1 finished: epochs_run 2, history [1, 2], temporary files none" in out
+    assert totals["corrupt_files"] == totals["history_gaps"] == totals["resume_failures"] == 0
+    assert totals["epochs_lost_max"] == 0
+    assert storage.RunFolder(tmp_path / "ws" / "runs" / "soak-1").read_json("summary.json")["epochs_run"] == 2
