@@ -99,6 +99,8 @@ class Training:
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         self.epochs_done = 0
+        self.fit_seconds: float | None = None
+        self._fit_started: float | None = None
         self.started = threading.Event()
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -107,10 +109,13 @@ class Training:
     def _read(self) -> None:
         for line in self.process.stdout:
             self.output.append(line)
-            if EPOCH_STARTED.match(line):
+            if EPOCH_STARTED.match(line) and not self.started.is_set():
+                self._fit_started = time.perf_counter()
                 self.started.set()
             elif EPOCH_DONE.match(line):
                 self.epochs_done += 1
+        if self._fit_started is not None:
+            self.fit_seconds = time.perf_counter() - self._fit_started
         self.started.set()
 
     def kill_after(self, seconds: float) -> bool:
@@ -159,11 +164,9 @@ def soak(
     # A first, uninterrupted run measures how long training takes, so kills can land anywhere in it.
     started = time.perf_counter()
     clean = Training(command("soak-clean"), env)
-    clean.started.wait()
-    fit_started = time.perf_counter()
-    if clean.wait() != 0:
+    if clean.wait() != 0 or clean.fit_seconds is None:
         raise RuntimeError("the uninterrupted soak run failed:\n" + "".join(clean.output[-20:]))
-    window = time.perf_counter() - fit_started
+    window = clean.fit_seconds
     say(f"soak: uninterrupted run {time.perf_counter() - started:.0f} s, training window {window:.1f} s")
 
     totals = {"kills": 0, "corrupt_files": 0, "history_gaps": 0, "resume_failures": 0, "runs": 0}
@@ -176,7 +179,9 @@ def soak(
         resumable = 0
         while True:
             training = Training(command(run_id), env)
-            if totals["kills"] < kills and training.kill_after(rng.uniform(0, window)):
+            # A resumed process has only the remaining epochs (and the final evaluation) left to train.
+            remaining = window * (epochs - resumable + 1) / (epochs + 1)
+            if totals["kills"] < kills and training.kill_after(rng.uniform(0, remaining)):
                 totals["kills"] += 1
                 found = inspect_run(run_dir)
                 lost = max(0, resumable + training.epochs_done - found.resumable_epochs)
@@ -190,6 +195,10 @@ def soak(
                 resumable = found.resumable_epochs
                 continue
             code = training.wait()
+            if resumable == 0 and training.fit_seconds is not None:
+                window = (
+                    training.fit_seconds
+                )  # the latest uninterrupted run's pace (the machine's load varies)
             if code != 0:
                 totals["resume_failures"] += 1
                 say(f"resume of {run_id} FAILED (exit {code}): {''.join(training.output[-3:]).strip()}")

@@ -16,7 +16,9 @@ from cifarlib.errors import DataError, WorkspaceError
 from cifarlib.train import train
 
 # Tiny on purpose: the test trains twice per write point.
-TINY = dict(data="synthetic", train_size=60, width=0.1, batch_size=30, validation_fraction=0.25, epochs=2)
+TINY = dict(
+    data="synthetic", train_size=60, width=0.1, batch_size=30, validation_fraction=0.25, epochs=2, tta=False
+)
 
 
 class SimulatedKill(BaseException):
