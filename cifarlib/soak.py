@@ -196,9 +196,8 @@ def soak(
                 continue
             code = training.wait()
             if resumable == 0 and training.fit_seconds is not None:
-                window = (
-                    training.fit_seconds
-                )  # the latest uninterrupted run's pace (the machine's load varies)
+                # The latest uninterrupted run sets the pace: the machine's load varies.
+                window = training.fit_seconds
             if code != 0:
                 totals["resume_failures"] += 1
                 say(f"resume of {run_id} FAILED (exit {code}): {''.join(training.output[-3:]).strip()}")
