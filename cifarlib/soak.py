@@ -71,9 +71,9 @@ def inspect_run(run_dir: Path) -> Inspection:
     backup = storage.recover_tree(run_dir / storage.BACKUP_DIR)
     if backup is not None:
         try:
-            found.resumable_epochs = json.loads((backup / "training_metadata.json").read_text())["epoch"]
+            found.resumable_epochs = json.loads((backup / storage.KERAS_BACKUP_METADATA).read_text())["epoch"]
         except (OSError, ValueError, KeyError):
-            found.corrupt.append(f"{backup.name}/training_metadata.json")
+            found.corrupt.append(f"{backup.name}/{storage.KERAS_BACKUP_METADATA}")
     elif run.completed:
         found.resumable_epochs = len(found.history_epochs)
     found.temporaries = [
