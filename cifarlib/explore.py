@@ -1,5 +1,6 @@
-"""Data exploration for the ``02_explore_data`` notebook: class counts, a sample grid, colour vs grayscale,
-pixel statistics. Each returns a table or a Matplotlib figure (and saves it as PNG given ``save_to``)."""
+"""Data exploration for the ``02_explore_data`` notebook: shapes, class counts, a sample grid, what the training
+augmentation does to an image, colour vs grayscale, pixel statistics. Each returns text, a table or a Matplotlib
+figure (and saves it as PNG given ``save_to``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ from cifarlib.results import finish_figure
 
 
 def describe_split(images: np.ndarray, labels: np.ndarray) -> str:
-    """Shape and value range of a split, independent of its size (so a notebook can check it in CI)."""
+    """The arrays of a split as they are: shapes, types and label range."""
     return (
-        f"images: (N, {', '.join(str(d) for d in images.shape[1:])}) {images.dtype}; "
-        f"labels: (N,) integers {labels.min()}..{labels.max()}, {len(np.unique(labels))} classes"
+        f"images {images.shape} {images.dtype}, labels {labels.shape} {labels.dtype} "
+        f"from {labels.min()} to {labels.max()}"
+    )
+
+
+def describe_format(images: np.ndarray, labels: np.ndarray) -> str:
+    """What every CIFAR-10 split has in common, whatever its size (so a notebook can check it in CI)."""
+    height, width, channels = images.shape[1:]
+    return (
+        f"each image {height}x{width} pixels, {channels} channels, {images.dtype} (0 to 255); "
+        f"labels integers {labels.min()}..{labels.max()}, {len(np.unique(labels))} classes"
     )
 
 
@@ -41,7 +51,10 @@ def plot_sample_grid(
 
     grid = samples_per_class(labels, per_class, seed=seed)
     figure, axes = plt.subplots(
-        len(CLASS_NAMES), per_class, figsize=(per_class * 0.9, len(CLASS_NAMES) * 0.95)
+        len(CLASS_NAMES),
+        per_class,
+        figsize=(per_class * 0.9 + 1, len(CLASS_NAMES) * 0.95),
+        layout="constrained",
     )
     for row, indices in enumerate(grid):
         for column, index in enumerate(indices):
@@ -58,7 +71,7 @@ def plot_color_and_gray(image: np.ndarray, *, title: str = "", save_to=None):
     """One image in colour and in grayscale (0.299 R + 0.587 G + 0.114 B)."""
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(5, 2.8))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(5, 2.8), layout="constrained")
     left.imshow(image)
     left.set_title("colour")
     right.imshow(to_grayscale(image[None])[0, ..., 0], cmap="gray", vmin=0, vmax=255)
@@ -66,4 +79,55 @@ def plot_color_and_gray(image: np.ndarray, *, title: str = "", save_to=None):
     for axis in (left, right):
         axis.axis("off")
     figure.suptitle(title)
+    return finish_figure(figure, save_to)
+
+
+def augmented_samples(images: np.ndarray, *, padding: int, copies: int = 3, seed: int = 0) -> np.ndarray:
+    """``copies`` augmented versions of each image, as training sees them: shape ``(copies, N, H, W, C)``.
+
+    The augmentation is the training model's own layer (``RandomCropFlip``: random crops from a reflect-padded
+    image, and mirror images), called in training mode, so what is shown is what the network learns from.
+    """
+    from cifarlib.augment import RandomCropFlip
+
+    layer = RandomCropFlip(padding, seed=seed)
+    batch = images.astype(np.float32)
+    return np.stack([np.asarray(layer(batch, training=True)).astype(images.dtype) for _ in range(copies)])
+
+
+def plot_augmented(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    padding: int,
+    count: int = 6,
+    copies: int = 3,
+    seed: int = 0,
+    save_to=None,
+):
+    """Original training images (left column) next to ``copies`` random crops-and-flips of each."""
+    import matplotlib.pyplot as plt
+
+    chosen = np.random.default_rng(seed).choice(len(images), size=min(count, len(images)), replace=False)
+    augmented = augmented_samples(images[chosen], padding=padding, copies=copies, seed=seed)
+    figure, axes = plt.subplots(
+        len(chosen),
+        copies + 1,
+        figsize=((copies + 1) * 1.3 + 1, len(chosen) * 1.3),
+        layout="constrained",
+        squeeze=False,
+    )
+    for row, index in enumerate(chosen):
+        axes[row, 0].imshow(images[index].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
+        axes[row, 0].set_ylabel(CLASS_NAMES[labels[index]], rotation=0, ha="right", va="center")
+        for column in range(copies):
+            axes[row, column + 1].imshow(augmented[column, row].squeeze())
+        for axis in axes[row]:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    axes[0, 0].set_title("original", fontsize=9)
+    for column in range(copies):
+        axes[0, column + 1].set_title(f"augmented {column + 1}", fontsize=9)
+    how = f"random {padding}-pixel crops and mirror images" if padding else "mirror images only (no crops)"
+    figure.suptitle(f"Training augmentation: {how}")
     return finish_figure(figure, save_to)

@@ -1,14 +1,26 @@
-"""Runs as a pandas table, and the plots that compare them; used by the notebooks and the command line alike.
+"""Runs as a pandas table, which runs to compare, and the plots that compare them.
 
-``runs_table`` reads every run folder's ``config.json``, ``summary.json`` and ``history.csv``; unfinished runs
-appear with what their history holds so far. Plot functions return a Matplotlib figure and, given ``save_to``,
-also write it as a PNG there.
+``runs_table`` reads every run folder's ``config.json``, ``summary.json`` and ``history.csv`` and orders the
+runs by when they started (``config.json``'s ``created``); unfinished runs appear with what their history holds
+so far. The notebook ``04_results`` and the ``plots`` command show the same sections through the same
+functions, in this order:
+
+1. ``describe_runs``: the table, or one sentence saying where no run was found;
+2. ``curves_section``: loss and accuracy per epoch of every run;
+3. ``batch_size_section``: seconds per epoch, epochs to the best one, total time and accuracy against batch
+   size, per recipe (preset, width and data), or a table where there is only one batch size to show;
+4. ``load_run_detail`` (the newest completed run of the selection by default), then
+   ``confusion_matrix_section``, ``per_class_accuracy`` and ``misclassified_section``.
+
+Each ``*_section`` draws its Matplotlib figure, writes it as PNG into the given folder and returns the paths
+written. Accuracy is shown in percent everywhere, through ``cifarlib.formatting``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +28,8 @@ import pandas as pd
 
 from cifarlib import storage
 from cifarlib.data import CLASS_NAMES
+from cifarlib.errors import WorkspaceError
+from cifarlib.formatting import as_percent, format_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +44,21 @@ TABLE_COLUMNS = [
     "test_accuracy",
     "seconds_per_epoch",
     "total_seconds",
+    "width",
+    "data",
+    "seed",
+    "created",
 ]
+# A batch-size comparison is only fair between runs of one recipe on one data set.
+RECIPE_COLUMNS = ["preset", "width", "data"]
+ANALYSIS_COLUMNS = ["seconds_per_epoch", "best_epoch", "total_seconds", "best_val_accuracy", "test_accuracy"]
+CURVES_FILE = "curves.png"
+BATCH_SIZE_FILE = "batch_size.png"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+MISCLASSIFIED_FILE = "misclassified.png"
 
+
+# -------------------------------------------------------------------------------------------- run table
 
 # The file a sweep keeps in ``sweeps/<name>/`` listing its runs and how each ended (written by cifarlib.sweep).
 SWEEP_MANIFEST = "sweep.json"
@@ -46,9 +73,9 @@ def sweep_outcomes(workspace: storage.Workspace, name: str) -> dict[str, dict]:
 
 
 def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None = None) -> pd.DataFrame:
-    """One row per run: id, status, preset, batch size, epochs, best validation and test accuracy, timings.
+    """One row per run, oldest first: id, status, recipe, batch size, epochs, accuracies, timings, start time.
 
-    With ``sweep``, only the runs that sweep made (listed in its ``sweeps/<name>/runs.json``).
+    With ``sweep``, only the runs that sweep made (listed in its manifest, ``sweeps/<name>/``).
     """
     workspace = storage.as_workspace(workspace)
     runs = workspace.runs()
@@ -61,26 +88,36 @@ def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None =
     for row in rows:
         if row["run_id"] in failed and row["status"] != "completed":
             row["status"] = "failed"
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table["created"] = pd.to_datetime(table["created"], utc=True, errors="coerce")
+    # Runs whose start is unknown (an unreadable config) come first, in folder order; stable, so ties keep it.
+    return table.sort_values("created", kind="stable", na_position="first").reset_index(drop=True)
 
 
 def _run_row(run: storage.RunFolder) -> dict:
     try:
         config = run.read_json(storage.CONFIG_FILE) or {}
         summary = run.read_json(storage.SUMMARY_FILE)
-    except storage.WorkspaceError as error:
+    except WorkspaceError as error:
         log.warning("%s", error)
         return {"run_id": run.run_id, "status": "unreadable"}
-    if summary is not None:
-        return {"status": "completed", **{k: summary.get(k) for k in TABLE_COLUMNS if k != "status"}}
-    history = run.read_history()
     row = {
         "run_id": run.run_id,
-        "status": "unfinished",
         "preset": config.get("preset"),
         "batch_size": config.get("batch_size"),
-        "epochs_run": len(history),
+        "width": config.get("width"),
+        "data": config.get("data"),
+        "seed": config.get("seed"),
+        "created": config.get("created"),
     }
+    if summary is not None:
+        return {
+            **row,
+            "status": "completed",
+            **{k: summary[k] for k in TABLE_COLUMNS if k in summary and k not in row and k != "status"},
+        }
+    history = run.read_history()
+    row.update(status="unfinished", epochs_run=len(history))
     if len(history) and "val_accuracy" in history:
         row["best_val_accuracy"] = float(history["val_accuracy"].max())
         row["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"])
@@ -91,95 +128,293 @@ def _run_row(run: storage.RunFolder) -> dict:
 
 
 def format_runs_table(table: pd.DataFrame) -> str:
-    """The table as fixed-width text, accuracies in percent and times in seconds."""
+    """The table as fixed-width text: accuracies in percent, times in seconds, the data source by its name."""
     if table.empty:
         return "no runs yet"
     shown = table.copy()
     for column in ("best_val_accuracy", "test_accuracy"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}%")
+        shown[column] = shown[column].map(format_accuracy)
     for column in ("seconds_per_epoch", "total_seconds"):
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
-    shown = shown.rename(columns={"seconds_per_epoch": "s_per_epoch", "total_seconds": "total_s"})
+    for column in ("epochs_run", "best_epoch", "batch_size", "seed"):
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    shown["data"] = shown["data"].map(data_name)
+    shown["created"] = shown["created"].map(lambda t: "" if pd.isna(t) else f"{t:%Y-%m-%d %H:%M}")
+    shown = shown.rename(
+        columns={"seconds_per_epoch": "s_per_epoch", "total_seconds": "total_s", "created": "started_utc"}
+    )
     return shown.fillna("").to_string(index=False)
 
 
-# ------------------------------------------------------------------------------------------------- plots
+def describe_runs(table: pd.DataFrame, workspace, *, sweep: str | None = None) -> str:
+    """The runs table as text, or one sentence naming where no run was found."""
+    if table.empty:
+        return no_runs_message(workspace, sweep=sweep)
+    return format_runs_table(table)
 
 
-def plot_curves(workspace, run_ids: list[str] | None = None, *, save_to=None):
-    """Training and validation loss and accuracy per epoch, every run overlaid (solid: train, dashed: val)."""
+def no_runs_message(workspace, *, sweep: str | None = None) -> str:
+    """The one sentence shown instead of empty tables and plots."""
+    workspace = storage.as_workspace(workspace)
+    where = f"sweep {sweep!r} of {workspace.root}" if sweep else str(workspace.runs_dir)
+    return (
+        f"No runs yet in {where}: train one with 03_train (or `python -m cifarlib train`) and run this again."
+    )
+
+
+def newest_completed_run(table: pd.DataFrame) -> str | None:
+    """The id of the most recently started completed run in ``table`` (already ordered by start), or ``None``."""
+    completed = table[table["status"] == "completed"]
+    return None if completed.empty else str(completed["run_id"].iloc[-1])
+
+
+def data_name(data) -> str:
+    """A data source as a short name: the file or folder name of a path, else the source itself."""
+    if data is None or (isinstance(data, float) and np.isnan(data)):
+        return ""
+    return Path(str(data)).name or str(data)
+
+
+def recipe_label(preset, width=None, batch_size=None) -> str:
+    """``"tuned, width 0.5, batch 64"``: what a reader needs to tell runs apart (width only where not 1)."""
+    parts = [str(preset) if preset is not None else "unknown preset"]
+    if width is not None and not pd.isna(width) and float(width) != 1.0:
+        parts.append(f"width {float(width):g}")
+    if batch_size is not None and not pd.isna(batch_size):
+        parts.append(f"batch {int(batch_size)}")
+    return ", ".join(parts)
+
+
+def _row_label(row) -> str:
+    return recipe_label(row.get("preset"), row.get("width"), row.get("batch_size"))
+
+
+# ----------------------------------------------------------------------------------------------- curves
+
+
+def plot_curves(workspace, table: pd.DataFrame, *, title: str = "", save_to=None):
+    """Training (solid) and validation (dashed) loss and accuracy per epoch of the runs in ``table``, in its order.
+
+    Returns ``None`` where no run has finished an epoch yet.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     workspace = storage.as_workspace(workspace)
-    runs = [run for run in workspace.runs() if run_ids is None or run.run_id in run_ids]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for index, run in enumerate(runs):
-        history = run.read_history()
-        if history.empty:
-            continue
+    histories = []
+    for row in table.to_dict("records"):
+        history = workspace.run(row["run_id"]).read_history()
+        if not history.empty:
+            histories.append((row, history))
+    if not histories:
+        return None
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    handles = []
+    for index, (row, history) in enumerate(histories):
         color = f"C{index % 10}"
-        for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-            axis.plot(history["epoch"], history[metric], color=color, label=f"{run.run_id} train")
+        # Markers make a run of one or two epochs visible as points, not as an empty axis.
+        marker = "o" if len(history) <= 20 else None
+        for axis, metric, scale in ((loss_axis, "loss", 1.0), (accuracy_axis, "accuracy", 100.0)):
+            if metric in history:
+                axis.plot(history["epoch"], scale * history[metric], color=color, marker=marker, markersize=3)
             if f"val_{metric}" in history:
                 axis.plot(
                     history["epoch"],
-                    history[f"val_{metric}"],
+                    scale * history[f"val_{metric}"],
                     color=color,
                     linestyle="--",
-                    label=f"{run.run_id} val",
+                    marker=marker,
+                    markersize=3,
                 )
-    for axis, title in (
-        (loss_axis, "loss (categorical cross-entropy)"),
-        (accuracy_axis, "categorical accuracy"),
-    ):
+        handles.append(Line2D([], [], color=color, label=f"{_row_label(row)} ({row['run_id']})"))
+    handles += [
+        Line2D([], [], color="black", label="training"),
+        Line2D([], [], color="black", linestyle="--", label="validation"),
+    ]
+    loss_axis.set_title("loss")
+    loss_axis.set_ylabel("cross-entropy")
+    accuracy_axis.set_title("accuracy")
+    accuracy_axis.set_ylabel("accuracy (%)")
+    first = min(history["epoch"].min() for _, history in histories)
+    last = max(history["epoch"].max() for _, history in histories)
+    for axis in (loss_axis, accuracy_axis):
         axis.set_xlabel("epoch")
-        axis.set_title(title)
+        # Half an epoch either side, so that even a one-epoch run gets a whole-number tick under its point.
+        axis.set_xlim(first - 0.5, last + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.grid(alpha=0.3)
-    if runs:
-        accuracy_axis.legend(fontsize=7, loc="lower right")
+    # Below the axes, so that no legend entry ever covers a curve or the title.
+    figure.legend(
+        handles=handles, loc="outside lower center", ncols=2 if len(handles) > 4 else len(handles), fontsize=8
+    )
+    if not title:
+        title = (
+            f"Training curves: {_row_label(histories[0][0])}, run {histories[0][0]['run_id']}"
+            if len(histories) == 1
+            else f"Training curves of {len(histories)} runs"
+        )
+    figure.suptitle(title)
     return finish_figure(figure, save_to)
+
+
+def curves_section(workspace, table: pd.DataFrame, folder: Path, *, sweep: str | None = None) -> list[Path]:
+    """Draw the curves of the runs in ``table`` and write them to ``folder/curves.png``; returns what it wrote."""
+    title = f"Training curves of sweep {sweep!r}" if sweep and len(table) > 1 else ""
+    path = Path(folder) / CURVES_FILE
+    figure = plot_curves(workspace, table, title=title, save_to=path)
+    return [] if figure is None else [path]
+
+
+# ------------------------------------------------------------------------------------------- batch size
 
 
 def batch_size_analysis(table: pd.DataFrame) -> pd.DataFrame:
-    """Completed runs by batch size: seconds per epoch, epochs to converge (best epoch), total time, accuracy.
+    """Completed runs by recipe (preset, width, data) and batch size: how many, and their mean timings and accuracy.
 
-    Where several runs share a batch size, their mean is shown.
+    Runs of other recipes or data are never averaged together; ``runs`` counts the runs behind each mean.
     """
-    done = table[table["status"] == "completed"]
-    columns = ["seconds_per_epoch", "best_epoch", "total_seconds", "best_val_accuracy", "test_accuracy"]
-    numeric = done[["batch_size", *columns]].apply(pd.to_numeric, errors="coerce")
-    return numeric.groupby("batch_size").mean().sort_index()
+    columns = [*RECIPE_COLUMNS, "batch_size", "runs", *ANALYSIS_COLUMNS]
+    done = table[table["status"] == "completed"].copy()
+    if done.empty:
+        return pd.DataFrame(columns=columns)
+    done["data"] = done["data"].map(data_name)
+    done[["batch_size", *ANALYSIS_COLUMNS]] = done[["batch_size", *ANALYSIS_COLUMNS]].apply(
+        pd.to_numeric, errors="coerce"
+    )
+    groups = done.groupby([*RECIPE_COLUMNS, "batch_size"], dropna=False, sort=True)
+    analysis = groups[ANALYSIS_COLUMNS].mean()
+    analysis["runs"] = groups.size()
+    return analysis.reset_index()[columns]
 
 
-def plot_batch_size_analysis(table: pd.DataFrame, *, save_to=None):
-    """The reference notebook's hand-made batch-size study, as four plots against batch size."""
+def format_batch_size_analysis(analysis: pd.DataFrame) -> str:
+    """The analysis as text: accuracies in percent, times in seconds."""
+    if analysis.empty:
+        return "no completed runs to compare yet"
+    shown = analysis.copy()
+    for column in ("best_val_accuracy", "test_accuracy"):
+        shown[column] = shown[column].map(format_accuracy)
+    for column in ("seconds_per_epoch", "total_seconds", "best_epoch"):
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    shown = shown.rename(
+        columns={
+            "seconds_per_epoch": "s_per_epoch",
+            "total_seconds": "total_s",
+            "best_epoch": "best_epoch_mean",
+        }
+    )
+    return shown.fillna("").to_string(index=False)
+
+
+def plot_batch_size_analysis(analysis: pd.DataFrame, *, save_to=None):
+    """Four panels against batch size, one line per recipe with two or more batch sizes; ``None`` if none has.
+
+    A single batch size is a point, not a trend: ``format_batch_size_analysis`` shows it as a table instead.
+    """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
-    analysis = batch_size_analysis(table)
-    figure, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    panels = [
-        ("seconds_per_epoch", "seconds per epoch"),
-        ("best_epoch", "epochs to converge (best epoch)"),
-        ("total_seconds", "total training time (s)"),
-        ("best_val_accuracy", "accuracy"),
+    recipes = [
+        (key, group)
+        for key, group in analysis.groupby(RECIPE_COLUMNS, dropna=False, sort=False)
+        if group["batch_size"].nunique() >= 2
     ]
-    for axis, (column, title) in zip(axes, panels):
-        axis.plot(
-            analysis.index,
-            analysis[column],
-            marker="o",
-            label="validation" if column == "best_val_accuracy" else None,
+    if not recipes:
+        return None
+    figure, axes = plt.subplots(1, 4, figsize=(16, 3.8), layout="constrained")
+    panels = [
+        ("seconds_per_epoch", "seconds per epoch", "seconds"),
+        ("best_epoch", "epoch of the best validation accuracy", "epoch"),
+        ("total_seconds", "total training time", "seconds"),
+        ("best_val_accuracy", "accuracy", "accuracy (%)"),
+    ]
+    handles = []
+    batch_sizes = sorted(analysis["batch_size"].dropna().unique())
+    for index, ((preset, width, data), group) in enumerate(recipes):
+        color = f"C{index % 10}"
+        group = group.sort_values("batch_size")
+        for axis, (column, _, _) in zip(axes, panels):
+            scale = 100.0 if column == "best_val_accuracy" else 1.0
+            axis.plot(group["batch_size"], scale * group[column], color=color, marker="o")
+            if column == "best_val_accuracy" and group["test_accuracy"].notna().any():
+                axis.plot(
+                    group["batch_size"],
+                    100.0 * group["test_accuracy"],
+                    color=color,
+                    marker="s",
+                    linestyle="--",
+                )
+        counts = ", ".join(str(int(n)) for n in group["runs"])
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=color,
+                marker="o",
+                label=f"{recipe_label(preset, width)}, data {data} (runs per point: {counts})",
+            )
         )
-        if column == "best_val_accuracy":
-            axis.plot(analysis.index, analysis["test_accuracy"], marker="s", label="test")
-            axis.set_ylim(0, 1)
-            axis.legend(fontsize=8)
+    handles += [
+        Line2D([], [], color="black", marker="o", label="validation (best epoch)"),
+        Line2D([], [], color="black", marker="s", linestyle="--", label="test"),
+    ]
+    for axis, (column, title, unit) in zip(axes, panels):
         axis.set_xscale("log", base=2)
-        axis.set_xticks(list(analysis.index), [str(b) for b in analysis.index])
-        axis.set_xlabel("batch size")
-        axis.set_title(title)
+        axis.set_xticks(batch_sizes, [str(int(b)) for b in batch_sizes])
+        axis.minorticks_off()
+        axis.set_xlabel("batch size (images per step)")
+        axis.set_ylabel(unit)
+        axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
+        if column == "best_epoch":
+            axis.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8)
+    figure.suptitle("Batch size: speed, convergence and accuracy (mean over runs where several)")
     return finish_figure(figure, save_to)
+
+
+def batch_size_section(table: pd.DataFrame, folder: Path) -> list[Path]:
+    """Draw the batch-size comparison and write ``folder/batch_size.png``; nothing where no recipe has two sizes."""
+    path = Path(folder) / BATCH_SIZE_FILE
+    figure = plot_batch_size_analysis(batch_size_analysis(table), save_to=path)
+    return [] if figure is None else [path]
+
+
+# ------------------------------------------------------------------------------------------- one run
+
+
+@dataclass
+class RunDetail:
+    """One run's test images, their labels and its predicted class probabilities, and where its plots go."""
+
+    run_id: str
+    label: str
+    images: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    folder: Path
+
+
+def load_run_detail(
+    workspace, table: pd.DataFrame, *, run_id: str | None = None, data: str | None = None
+) -> RunDetail | None:
+    """Predictions of ``run_id`` (default: the newest completed run in ``table``) on its test images.
+
+    Returns ``None`` where ``table`` holds no completed run and no ``run_id`` was given.
+    """
+    from cifarlib.runs import run_predictions
+
+    workspace = storage.as_workspace(workspace)
+    chosen = run_id or newest_completed_run(table)
+    if chosen is None:
+        return None
+    run = workspace.run(chosen)
+    config = run.read_json(storage.CONFIG_FILE) or {}
+    images, labels, probabilities = run_predictions(chosen, workspace, data=data)
+    label = recipe_label(config.get("preset"), config.get("width"), config.get("batch_size"))
+    return RunDetail(chosen, label, images, labels, probabilities, run.path / "plots")
 
 
 def confusion_matrix(labels: np.ndarray, probabilities: np.ndarray) -> pd.DataFrame:
@@ -198,13 +433,26 @@ def per_class_accuracy(matrix: pd.DataFrame) -> pd.Series:
     return (pd.Series(np.diag(matrix.values), index=matrix.index) / totals).rename("accuracy")
 
 
+def format_per_class_accuracy(detail: RunDetail) -> str:
+    """Each class's test accuracy in percent, with the number of test images it has."""
+    matrix = confusion_matrix(detail.labels, detail.probabilities)
+    table = pd.DataFrame(
+        {
+            "accuracy": per_class_accuracy(matrix).map(lambda v: format_accuracy(v, missing="n/a")),
+            "test_images": matrix.sum(axis=1),
+        }
+    )
+    overall = format_accuracy(float(np.mean(np.argmax(detail.probabilities, axis=1) == detail.labels)))
+    return f"{detail.label}, run {detail.run_id}: {overall} of {len(detail.labels)} test images\n{table}"
+
+
 def plot_confusion_matrix(matrix: pd.DataFrame, *, title: str = "", save_to=None):
     """The confusion matrix as a heat map with counts, rows normalised for the colours."""
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 6))
+    figure, axis = plt.subplots(figsize=(7.5, 6.5), layout="constrained")
     shares = matrix.div(matrix.sum(axis=1).replace(0, 1), axis=0)
-    image = axis.imshow(shares.values, cmap="Blues", vmin=0, vmax=1)
+    image = axis.imshow(as_percent(1) * shares.values, cmap="Blues", vmin=0, vmax=as_percent(1))
     for (row, column), count in np.ndenumerate(matrix.values):
         axis.text(
             column,
@@ -217,14 +465,27 @@ def plot_confusion_matrix(matrix: pd.DataFrame, *, title: str = "", save_to=None
         )
     axis.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right")
     axis.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title(title or "confusion matrix")
-    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("true class")
+    axis.set_title(title or "confusion matrix (counts of test images)", fontsize=10)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class (%)")
     return finish_figure(figure, save_to)
 
 
-def plot_misclassified(images, labels, probabilities, *, count: int = 20, save_to=None):
+def confusion_matrix_section(detail: RunDetail | None) -> list[Path]:
+    """Draw the run's confusion matrix and write it to the run's ``plots/`` folder."""
+    if detail is None:
+        return []
+    path = detail.folder / CONFUSION_MATRIX_FILE
+    matrix = confusion_matrix(detail.labels, detail.probabilities)
+    title = (
+        f"Confusion matrix: {detail.label}, run {detail.run_id}\n(counts of {len(detail.labels)} test images)"
+    )
+    plot_confusion_matrix(matrix, title=title, save_to=path)
+    return [path]
+
+
+def plot_misclassified(images, labels, probabilities, *, count: int = 20, title: str = "", save_to=None):
     """A gallery of misclassified test images, most confident mistakes first, with true and predicted labels."""
     import matplotlib.pyplot as plt
 
@@ -233,20 +494,39 @@ def plot_misclassified(images, labels, probabilities, *, count: int = 20, save_t
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
     columns = 5
     rows = max(1, -(-len(wrong) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2, rows * 2.3), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(columns * 2, rows * 2.3 + 0.6), squeeze=False, layout="constrained"
+    )
     for axis in axes.flat:
         axis.axis("off")
     for axis, index in zip(axes.flat, wrong):
         axis.imshow(images[index].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
         axis.set_title(
-            f"true {CLASS_NAMES[labels[index]]}\npred {CLASS_NAMES[predicted[index]]} "
-            f"({probabilities[index, predicted[index]]:.0%})",
+            f"true {CLASS_NAMES[labels[index]]}\npredicted {CLASS_NAMES[predicted[index]]} "
+            f"({100 * probabilities[index, predicted[index]]:.0f}% sure)",
             fontsize=8,
         )
-    figure.suptitle(
-        f"{len(wrong)} misclassified test images" if len(wrong) else "no misclassified test images"
+    shown = (
+        f"the {len(wrong)} most confident mistakes among {len(labels)} test images"
+        if len(wrong)
+        else f"no misclassified image among {len(labels)} test images"
     )
+    shown = shown[0].upper() + shown[1:]
+    figure.suptitle(f"{title}\n{shown}" if title else shown)
     return finish_figure(figure, save_to)
+
+
+def misclassified_section(detail: RunDetail | None) -> list[Path]:
+    """Draw the run's most confident mistakes and write them to the run's ``plots/`` folder."""
+    if detail is None:
+        return []
+    path = detail.folder / MISCLASSIFIED_FILE
+    title = f"{detail.label}, run {detail.run_id}"
+    plot_misclassified(detail.images, detail.labels, detail.probabilities, title=title, save_to=path)
+    return [path]
+
+
+# ------------------------------------------------------------------------------------------- all of it
 
 
 def plots_dir(workspace, *, sweep: str | None = None) -> Path:
@@ -260,41 +540,35 @@ def plots_dir(workspace, *, sweep: str | None = None) -> Path:
 def write_plots(
     workspace, *, sweep: str | None = None, run_id: str | None = None, data: str | None = None
 ) -> list[Path]:
-    """Every plot of ``04_results`` as PNG files (for the command line); returns their paths.
+    """Every plot of ``04_results`` as PNG files, through the same section functions; returns their paths.
 
     Comparisons go to ``plots_dir``; the confusion matrix and misclassified gallery of ``run_id`` (default: the
-    newest completed run) to that run's ``plots/`` folder.
+    newest completed run of the selection) to that run's ``plots/`` folder. Raises ``WorkspaceError`` with
+    ``no_runs_message`` where there is no run at all.
     """
     import matplotlib
+    import matplotlib.pyplot as plt
 
     matplotlib.use("Agg")
-    from cifarlib.runs import run_predictions
-
     workspace = storage.as_workspace(workspace)
     table = runs_table(workspace, sweep=sweep)
+    if table.empty and run_id is None:
+        raise WorkspaceError(no_runs_message(workspace, sweep=sweep))
     folder = plots_dir(workspace, sweep=sweep)
-    written = [folder / "curves.png", folder / "batch_size.png"]
-    plot_curves(workspace, list(table["run_id"]), save_to=written[0])
-    plot_batch_size_analysis(table, save_to=written[1])
-    chosen = run_id or latest_completed_run(workspace)
-    if chosen is not None:
-        images, labels, probabilities = run_predictions(chosen, workspace, data=data)
-        run_plots = workspace.run(chosen).path / "plots"
-        written += [run_plots / "confusion_matrix.png", run_plots / "misclassified.png"]
-        plot_confusion_matrix(confusion_matrix(labels, probabilities), title=chosen, save_to=written[2])
-        plot_misclassified(images, labels, probabilities, save_to=written[3])
+    try:
+        written = curves_section(workspace, table, folder, sweep=sweep)
+        written += batch_size_section(table, folder)
+        detail = load_run_detail(workspace, table, run_id=run_id, data=data)
+        written += confusion_matrix_section(detail)
+        written += misclassified_section(detail)
+    finally:
+        # The command line draws many figures in one process; none is shown, so none needs to stay open.
+        plt.close("all")
     return written
 
 
-def latest_completed_run(workspace) -> str | None:
-    """The id of the newest completed run, or ``None``."""
-    completed = [run.run_id for run in storage.as_workspace(workspace).runs() if run.completed]
-    return completed[-1] if completed else None
-
-
 def finish_figure(figure, save_to=None):
-    """Tighten the layout and, given ``save_to``, write the figure there as PNG."""
-    figure.tight_layout()
+    """Given ``save_to``, write the figure there as PNG (its layout is constrained, so nothing is clipped)."""
     if save_to is not None:
         Path(save_to).parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(save_to, dpi=100)
