@@ -14,7 +14,7 @@ PRESET_FLAG = $(if $(PRESET),--preset $(PRESET))
 BATCH_FLAG = $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 BATCH_SIZES_FLAG = $(if $(BATCH_SIZES),--batch-sizes $(BATCH_SIZES))
 
-.PHONY: install test lint format train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data dist soak clean
+.PHONY: install test lint format notebooks train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data dist soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: install
 
 format: install
 	$(BIN)/python -m ruff format $(PY_SOURCES)
+
+# `make notebooks`: rewrite the five notebooks from their template (notebooks/build_notebooks.py).
+notebooks: install
+	$(BIN)/python notebooks/build_notebooks.py
 
 train: install
 	$(BIN)/python -m cifarlib train $(PRESET_FLAG) --data $(DATA) --fallback-synthetic \

@@ -82,6 +82,15 @@ def plot_color_and_gray(image: np.ndarray, *, title: str = "", save_to=None):
     return finish_figure(figure, save_to)
 
 
+def crop_padding(padding: int | None = None) -> int:
+    """``padding``, or where it is ``None`` the crop padding of the default recipe (``RunConfig()``)."""
+    if padding is not None:
+        return padding
+    from cifarlib.config import RunConfig
+
+    return RunConfig().crop_padding
+
+
 def augmented_samples(images: np.ndarray, *, padding: int, copies: int = 3, seed: int = 0) -> np.ndarray:
     """``copies`` augmented versions of each image, as training sees them: shape ``(copies, N, H, W, C)``.
 

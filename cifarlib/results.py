@@ -258,6 +258,12 @@ def plot_curves(workspace, table: pd.DataFrame, *, title: str = "", save_to=None
     return finish_figure(figure, save_to)
 
 
+def plot_run_curves(workspace, run_id: str, *, save_to=None):
+    """The curves of one run (``03_train`` draws them after training)."""
+    table = runs_table(workspace)
+    return plot_curves(workspace, table[table["run_id"] == run_id], save_to=save_to)
+
+
 def curves_section(workspace, table: pd.DataFrame, folder: Path, *, sweep: str | None = None) -> list[Path]:
     """Draw the curves of the runs in ``table`` and write them to ``folder/curves.png``; returns what it wrote."""
     title = f"Training curves of sweep {sweep!r}" if sweep and len(table) > 1 else ""
@@ -305,6 +311,11 @@ def format_batch_size_analysis(analysis: pd.DataFrame) -> str:
         }
     )
     return shown.fillna("").to_string(index=False)
+
+
+def describe_batch_sizes(table: pd.DataFrame) -> str:
+    """The batch-size analysis of ``table`` as text; empty where there is no run at all (said once, elsewhere)."""
+    return "" if table.empty else format_batch_size_analysis(batch_size_analysis(table))
 
 
 def plot_batch_size_analysis(analysis: pd.DataFrame, *, save_to=None):
@@ -433,8 +444,10 @@ def per_class_accuracy(matrix: pd.DataFrame) -> pd.Series:
     return (pd.Series(np.diag(matrix.values), index=matrix.index) / totals).rename("accuracy")
 
 
-def format_per_class_accuracy(detail: RunDetail) -> str:
-    """Each class's test accuracy in percent, with the number of test images it has."""
+def format_per_class_accuracy(detail: RunDetail | None) -> str:
+    """Each class's test accuracy in percent, with the number of test images it has ("" without a run)."""
+    if detail is None:
+        return ""
     matrix = confusion_matrix(detail.labels, detail.probabilities)
     table = pd.DataFrame(
         {

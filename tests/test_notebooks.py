@@ -76,7 +76,7 @@ def test_checked_outputs_cover_the_reference_facts():
     }
     assert "reference network: 1,420,834 parameters" in outputs["03_train"]
     assert "reference memory formula at batch 128: 1.47 GiB" in outputs["03_train"]
-    assert "images: (N, 32, 32, 3) uint8" in outputs["02_explore_data"]
+    assert "each image 32x32 pixels, 3 channels, uint8" in outputs["02_explore_data"]
 
 
 def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, monkeypatch):
