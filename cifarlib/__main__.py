@@ -304,15 +304,15 @@ def _config(args) -> int:
 
 
 def _train(args) -> int:
+    from cifarlib.formatting import format_accuracy
     from cifarlib.train import train
 
     config = _config_from_flags(args)
-    result = train(config, args.workspace, run_id=args.run_id, retrain=args.retrain, verbose=2)
+    result = train(config, args.workspace, run_id=args.run_id, retrain=args.retrain)
     summary = result.summary
-    accuracy = summary.get("test_accuracy")
     print(
         f"run {result.run_id}: {summary.get('epochs_run')} epochs, best epoch {summary.get('best_epoch')}, "
-        f"test accuracy {'n/a (no test set)' if accuracy is None else f'{accuracy:.4f}'}"
+        f"test accuracy {format_accuracy(summary.get('test_accuracy'), missing='n/a (no test set)')}"
     )
     print(f"saved in {result.run_dir}")
     return 0
@@ -343,6 +343,7 @@ def _runs(args) -> int:
 
 def _evaluate(args) -> int:
     from cifarlib.evaluation import describe_tta
+    from cifarlib.formatting import format_accuracy
     from cifarlib.runs import evaluate_run
 
     result = evaluate_run(
@@ -354,7 +355,8 @@ def _evaluate(args) -> int:
         tta_translate=args.tta_translate,
     )
     print(
-        f"run {args.run_id}: {args.split} loss {result['loss']:.4f}, {args.split} accuracy {result['accuracy']:.4f} "
+        f"run {args.run_id}: {args.split} loss {result['loss']:.4f}, "
+        f"{args.split} accuracy {format_accuracy(result['accuracy'])} "
         f"({result['images']} images, {describe_tta(result['tta'], result['tta_translate'])})"
     )
     return 0

@@ -35,6 +35,7 @@ import keras
 
 from cifarlib import storage
 from cifarlib.errors import WorkspaceError
+from cifarlib.formatting import format_accuracy
 
 CALLBACK_STATE_FILE = "cifarlib_callbacks.json"
 # Attributes that carry a stateful Keras callback's memory from one epoch to the next.
@@ -57,6 +58,55 @@ class EpochTimer(keras.callbacks.Callback):
         logs["seconds"] = time.perf_counter() - self._started
         if "learning_rate" not in logs:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class EpochProgress(keras.callbacks.ProgbarLogger):
+    """Keras's progress display, with one plain line per epoch: metrics, accuracy in percent, time, learning rate.
+
+    With ``verbose=1`` (interactive use) Keras's progress bar runs during each epoch; with ``verbose=2`` (logs,
+    papermill) only the epoch lines are printed. ``EpochTimer`` puts the epoch's seconds and learning rate into
+    the logs for ``history.csv``; Keras would print them as if they were metrics, so they are said apart here.
+    """
+
+    SAID_APART = ("seconds", "learning_rate")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.verbose == 1:
+            super().on_epoch_begin(epoch, logs)
+        else:
+            self._reset_progbar()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.verbose == 1:
+            super().on_train_batch_end(batch, {k: v for k, v in (logs or {}).items() if "accuracy" not in k})
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.verbose == 1:
+            self._finalize_progbar({k: v for k, v in logs.items() if k == "loss"})
+        if self.verbose:
+            print(describe_epoch(epoch + 1, self.epochs, logs), flush=True)
+
+
+def describe_epoch(epoch: int, epochs: int, logs: dict) -> str:
+    """``epoch 3/10: loss 0.6354, accuracy 98.22%, validation loss 5.0307, validation accuracy 10.00%; 1.4 s,
+    learning rate 0.05``."""
+    # Training before validation, loss before accuracy, as Keras's own line would read if it were sorted.
+    names = sorted(
+        (name for name in logs if name not in EpochProgress.SAID_APART),
+        key=lambda name: (name.startswith("val_"), name.removeprefix("val_") != "loss", name),
+    )
+    metrics = ", ".join(
+        f"{name.replace('val_', 'validation ')} "
+        f"{format_accuracy(logs[name]) if name.endswith('accuracy') else f'{logs[name]:.4f}'}"
+        for name in names
+    )
+    timing = []
+    if "seconds" in logs:
+        timing.append(f"{logs['seconds']:.1f} s")
+    if "learning_rate" in logs:
+        timing.append(f"learning rate {logs['learning_rate']:.3g}")
+    return f"epoch {epoch}/{epochs}: {metrics}" + (f"; {', '.join(timing)}" if timing else "")
 
 
 class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):

@@ -96,6 +96,8 @@ def run_sweep(
                     "batch_size": batch_size,
                     "run_id": run_id,
                     "workspace": str(workspace.root),
+                    # One line per epoch: the executed notebook is a log, not a screen to redraw a bar on.
+                    "verbose": 2,
                 },
                 kernel_name=kernel_name,
                 progress_bar=False,

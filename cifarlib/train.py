@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import keras
 
 from cifarlib import __version__, storage
 from cifarlib.augment import FlipEpoch
-from cifarlib.callbacks import EpochTimer, NetworkCheckpoint, RunPublisher
+from cifarlib.callbacks import EpochProgress, EpochTimer, NetworkCheckpoint, RunPublisher
 from cifarlib.config import RunConfig, monitor_mode
 from cifarlib.data import channel_statistics, load_run_splits
 from cifarlib.device import DevicePlan, make_strategy, plan_device
@@ -108,7 +109,8 @@ def train(
         run_id: names the run; an existing unfinished run of that id is resumed. Default: derived from the
             settings (``settings_run_id``), so running the same settings again resumes their unfinished run.
         retrain: train a completed run again from scratch (its folder is replaced).
-        verbose: Keras's progress display.
+        verbose: 1: a progress bar and a line per epoch; 2: the line per epoch only; 0: silent. ``"auto"``: 1 in a
+            terminal or a notebook, 2 where the output goes to a log.
         callbacks: extra Keras callbacks, called after cifarlib's own.
     """
     workspace = storage.as_workspace(workspace)
@@ -145,6 +147,9 @@ def _fit(workspace, run, config, splits, lock, verbose, callbacks) -> RunResult:
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
     context = FitContext(run, config, plan_device(config), len(x_train))
     plan = context.plan
+    verbose = _resolve_verbose(verbose)
+    if verbose:
+        print(_first_line(context, len(x_val), len(x_test)), flush=True)
     log.info(
         "Device %s: precision %s, jit_compile %s, strategy %s x%d",
         plan.device.name,
@@ -193,7 +198,7 @@ def _fit(workspace, run, config, splits, lock, verbose, callbacks) -> RunResult:
             shuffle=train_inputs.shuffle,
             epochs=config.epochs,
             validation_data=val_inputs.as_validation() if val_inputs else None,
-            callbacks=[EpochTimer(), *stock, publisher, *callbacks],
+            callbacks=[EpochTimer(), *stock, publisher, *callbacks, EpochProgress()],
             verbose=verbose,
         )
         publisher.publish_final()
@@ -224,6 +229,29 @@ def _fit(workspace, run, config, splits, lock, verbose, callbacks) -> RunResult:
 
 
 # -------------------------------------------------------------------------------------------------- steps
+
+
+def _resolve_verbose(verbose: int | str) -> int:
+    """Keras's ``"auto"`` made explicit: a progress bar where someone watches (a terminal or a notebook), else
+    one line per epoch, so that logs hold no bar redrawn a hundred times."""
+    if verbose != "auto":
+        return int(verbose)
+    return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2
+
+
+def _device_name(plan: DevicePlan) -> str:
+    kind, name = plan.device.kind.upper(), plan.device.name
+    return kind if name.upper() == kind else f"{kind} ({name})"
+
+
+def _first_line(context: FitContext, validation_images: int, test_images: int) -> str:
+    """What is about to train, where, and where it is saved: printed before the first epoch."""
+    config, plan = context.config, context.plan
+    return (
+        f"{config.preset} recipe, width {config.width:g}, batch {config.batch_size}, {config.epochs} epochs: "
+        f"{context.train_images:,} training / {validation_images:,} validation / {test_images:,} test images; "
+        f"{_device_name(plan)}, {plan.precision}; run folder {context.run.path}"
+    )
 
 
 @contextlib.contextmanager

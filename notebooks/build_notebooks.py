@@ -233,6 +233,7 @@ NOTEBOOKS = [
             ("train_size", None, "first N training images; None: all"),
             ("width", 1.0, "scales every filter count (1.0: the reference network's widths)"),
             ("run_id", None, "names or resumes a run; None: a new time-based id"),
+            ("verbose", "auto", '"auto": a progress bar; 2: one line per epoch (what sweeps use)'),
             *WORKSPACE_PARAMETERS,
         ],
         settings=(
@@ -269,9 +270,10 @@ NOTEBOOKS = [
                 ),
             ),
             Step(
-                "**Train.** The first line names the recipe, the data and the run folder; then one line per epoch. "
-                "The run folder is updated after every epoch.",
-                ignored("result = train(config, ws, run_id=params.run_id, verbose=2)"),
+                "**Train.** The first line names the recipe, the image counts, the device and the run folder; then "
+                "a progress bar and a line per epoch with its seconds and learning rate. The run folder is updated "
+                "after every epoch.",
+                ignored("result = train(config, ws, run_id=params.run_id, verbose=params.verbose)"),
             ),
             Step(
                 "**Curves** of this run: solid lines train, dashed validate. A widening gap means over-fitting.",

@@ -15,6 +15,7 @@ import pytest
 from cifarlib import storage
 from cifarlib.config import RunConfig
 from cifarlib.errors import RunConfigError, WorkspaceError
+from cifarlib.formatting import format_accuracy
 from cifarlib.results import runs_table
 from cifarlib.train import train
 
@@ -116,7 +117,7 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
 
     evaluated = cli("evaluate", "short", "--workspace", str(workspace))
     assert evaluated.returncode == 0, evaluated.stderr
-    assert f"test accuracy {summary['test_accuracy']:.4f}" in evaluated.stdout
+    assert f"test accuracy {format_accuracy(summary['test_accuracy'])}" in evaluated.stdout
     assert f"test loss {summary['test_loss']:.4f}" in evaluated.stdout
     # On the run's own validation split, best.keras scores what Keras logged at the best epoch.
     validated = cli("evaluate", "short", "--workspace", str(workspace), "--split", "validation")
