@@ -29,7 +29,7 @@ test: install
 	$(BIN)/python -m pytest
 
 # The Python sources; the notebooks are generated from a template and checked by their own test.
-PY_SOURCES = cifarlib tests conftest.py scripts
+PY_SOURCES = cifarlib tests conftest.py scripts notebooks/build_notebooks.py
 
 lint: install
 	$(BIN)/python -m ruff format --check $(PY_SOURCES)
