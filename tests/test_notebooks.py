@@ -108,12 +108,14 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     run_dir = workspace / "runs" / "papermill"
     assert (run_dir / "summary.json").is_file()
     assert (workspace / "plots" / "curves.png").stat().st_size > 1000
-    assert (workspace / "plots" / "batch_size.png").stat().st_size > 1000
+    # One batch size is no trend: 04_results shows it as a table, not as a plot of single points.
+    assert not (workspace / "plots" / "batch_size.png").exists()
     assert (run_dir / "plots" / "confusion_matrix.png").stat().st_size > 1000
     assert (run_dir / "plots" / "misclassified.png").stat().st_size > 1000
     executed = nbformat.read(tmp_path / "04_results.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert re.search(r"papermill\s+completed\s+reference\s+100\s+2", printed), printed[:2000]
+    assert re.search(r"reference\s+0.25\s+cifar-10-python.tar.gz\s+100\s+1\s", printed), printed[:3000]
 
     # The command line writes the same plots.
     for png in (workspace / "plots").glob("*.png"):
@@ -125,12 +127,7 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     )
     assert done.returncode == 0, done.stderr[-2000:]
     written = [Path(line) for line in done.stdout.split()]
-    assert [p.name for p in written] == [
-        "curves.png",
-        "batch_size.png",
-        "confusion_matrix.png",
-        "misclassified.png",
-    ]
+    assert [p.name for p in written] == ["curves.png", "confusion_matrix.png", "misclassified.png"]
     assert all(p.stat().st_size > 1000 for p in written)
 
 
@@ -174,6 +171,20 @@ def test_sweep_over_two_batch_sizes(tmp_path, small_archive, capsys, monkeypatch
         text=True,
     )
     assert listed.returncode == 0 and "ci-b70" in listed.stdout and "failed" in listed.stdout
+    # Its plots: the batch-size comparison of the completed runs, and the newest completed run's detail.
+    plotted = subprocess.run(
+        [sys.executable, "-m", "cifarlib", "plots", "--workspace", str(workspace), "--sweep", "ci"],
+        capture_output=True,
+        text=True,
+    )
+    assert plotted.returncode == 0, plotted.stderr[-2000:]
+    written = [Path(line) for line in plotted.stdout.split()]
+    assert [p.relative_to(workspace).as_posix() for p in written] == [
+        "sweeps/ci/curves.png",
+        "sweeps/ci/batch_size.png",
+        "runs/ci-b25/plots/confusion_matrix.png",
+        "runs/ci-b25/plots/misclassified.png",
+    ]
 
 
 def test_tensorboard_logs_open_in_tensorboard(tmp_path, small_archive, monkeypatch):
