@@ -122,7 +122,7 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
     # On the run's own validation split, best.keras scores what Keras logged at the best epoch.
     validated = cli("evaluate", "short", "--workspace", str(workspace), "--split", "validation")
     assert validated.returncode == 0, validated.stderr
-    scored = float(validated.stdout.split("validation accuracy ")[1].split(" ")[0])
+    scored = float(validated.stdout.split("validation accuracy ")[1].split("%")[0]) / 100
     assert "(100 images" in validated.stdout
     assert abs(scored - summary["best_val_accuracy"]) <= 1 / validation_images + 1e-4
     # A finished run can be scored with another test-time augmentation without touching what it saved.
@@ -140,7 +140,7 @@ def test_cli_train_produces_the_run_folder_and_evaluate_reproduces_it(small_arch
     )
     assert shifted.returncode == 0, shifted.stderr
     assert "(100 images, flip and 1-pixel shift test-time augmentation, 6 views)" in shifted.stdout
-    assert 0.0 <= float(shifted.stdout.split("validation accuracy ")[1].split(" ")[0]) <= 1.0
+    assert 0.0 <= float(shifted.stdout.split("validation accuracy ")[1].split("%")[0]) <= 100.0
     assert (run_dir / "config.json").read_text() == stored
     refused = cli("evaluate", "short", "--workspace", str(workspace), "--tta-translate", "40")
     assert refused.returncode == 1 and "tta_translate must be an integer from 0 to 8" in refused.stderr
