@@ -21,7 +21,7 @@ import nbformat
 
 FOLDER = Path(__file__).resolve().parent
 SETUP_CELL = FOLDER / "setup_cell.py"
-COLAB_URL = "https://colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{name}.ipynb"
+COLAB_URL = "https://colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{name}"
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 IGNORE_OUTPUT = "# NBVAL_IGNORE_OUTPUT"
 LINE_LENGTH = 110
@@ -386,14 +386,32 @@ def settings_cell(notebook: Notebook) -> str:
     return f"{call}\n{notebook.settings}" if notebook.settings else call
 
 
+def setup_source() -> str:
+    """The setup cell: ``setup_cell.py`` with the repository's address filled in where the package records it."""
+    try:
+        from cifarlib.project import setup_cell_source
+    except ImportError:
+        return SETUP_CELL.read_text().rstrip("\n")
+    return setup_cell_source()
+
+
+def colab_link(name: str) -> str:
+    """The Open-in-Colab address of ``notebooks/<name>.ipynb``, from the repository's address where recorded."""
+    try:
+        from cifarlib.project import colab_url
+    except ImportError:
+        return COLAB_URL.format(name=f"{name}.ipynb")
+    return colab_url(f"{name}.ipynb")
+
+
 def build(notebook: Notebook) -> nbformat.NotebookNode:
     """The notebook as nbformat writes it, with stable cell ids (so a rebuild changes nothing)."""
     v4 = nbformat.v4
-    url = COLAB_URL.format(name=notebook.name)
+    url = colab_link(notebook.name)
     cells = [
         v4.new_markdown_cell(f"# {notebook.title}\n\n{BADGE.format(url=url)}\n\n{notebook.intro}"),
         v4.new_markdown_cell(SETUP_TEXT),
-        v4.new_code_cell(SETUP_CELL.read_text().rstrip("\n")),
+        v4.new_code_cell(setup_source()),
         v4.new_markdown_cell("**Imports.**"),
         v4.new_code_cell(notebook.imports),
         v4.new_markdown_cell(notebook.parameters_text),

@@ -31,7 +31,8 @@ def test_committed_notebook_is_the_template_output(notebook):
 
 
 def test_shared_cells_are_identical():
-    setup = (FOLDER / "setup_cell.py").read_text().rstrip("\n")
+    setup = TEMPLATE.setup_source()
+    assert setup.startswith("# Setup:") and 'find_spec("cifarlib") is None' in setup
     notebooks = [nbformat.read(FOLDER / f"{n.name}.ipynb", as_version=4) for n in TEMPLATE.NOTEBOOKS]
     assert len(notebooks) == 5
     for notebook in notebooks:
