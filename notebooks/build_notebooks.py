@@ -20,6 +20,8 @@ from pathlib import Path
 import nbformat
 
 FOLDER = Path(__file__).resolve().parent
+# The checkout's cifarlib, whichever copy is installed: the notebooks are built from this repository's facts.
+sys.path.insert(0, str(FOLDER.parent))
 SETUP_CELL = FOLDER / "setup_cell.py"
 COLAB_URL = "https://colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{name}"
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
