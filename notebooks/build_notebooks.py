@@ -234,7 +234,7 @@ NOTEBOOKS = [
             ("epochs", None, "training epochs; None: the preset's"),
             ("train_size", None, "first N training images; None: all"),
             ("width", 1.0, "scales every filter count (1.0: the reference network's widths)"),
-            ("run_id", None, "names or resumes a run; None: a new time-based id"),
+            ("run_id", None, "names or resumes a run; None: train's default id for these settings"),
             ("verbose", "auto", '"auto": a progress bar; 2: one line per epoch (what sweeps use)'),
             *WORKSPACE_PARAMETERS,
         ],
