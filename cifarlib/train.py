@@ -245,12 +245,13 @@ def _device_name(plan: DevicePlan) -> str:
 
 
 def _first_line(context: FitContext, validation_images: int, test_images: int) -> str:
-    """What is about to train, where, and where it is saved: printed before the first epoch."""
+    """What is about to train and on what: printed before the first epoch, after the line that names the run and
+    its folder (new or resumed)."""
     config, plan = context.config, context.plan
     return (
         f"{config.preset} recipe, width {config.width:g}, batch {config.batch_size}, {config.epochs} epochs: "
         f"{context.train_images:,} training / {validation_images:,} validation / {test_images:,} test images; "
-        f"{_device_name(plan)}, {plan.precision}; run folder {context.run.path}"
+        f"{_device_name(plan)}, {plan.precision}"
     )
 
 

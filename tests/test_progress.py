@@ -55,8 +55,9 @@ def test_train_names_what_it_trains_before_the_first_epoch(tiny_archive, tmp_pat
     config = RunConfig.from_preset("reference", data=str(tiny_archive), epochs=1, width=0.25, batch_size=50)
     result = train(config, tmp_path / "ws", run_id="first-line", verbose=2)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(
+    assert lines[0] == f"run first-line: new run of 1 epochs in {result.run_dir}"
+    assert lines[1].startswith(
         "reference recipe, width 0.25, batch 50, 1 epochs: 80 training / 20 validation / "
     )
-    assert "test images; CPU" in lines[0] and lines[0].endswith(f"run folder {result.run_dir}")
-    assert lines[1].startswith("epoch 1/1: loss ")
+    assert "test images; CPU" in lines[1]
+    assert lines[2].startswith("epoch 1/1: loss ")
