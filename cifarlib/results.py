@@ -89,8 +89,8 @@ def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None =
         if row["run_id"] in failed and row["status"] != "completed":
             row["status"] = "failed"
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    table["created"] = pd.to_datetime(table["created"], utc=True, errors="coerce")
-    # Runs whose start is unknown (an unreadable config) come first, in folder order; stable, so ties keep it.
+    table["created"] = pd.to_datetime(table["created"], utc=True, errors="coerce", format="ISO8601")
+    # Runs whose start is unknown (no readable config.json) come first, in folder order; stable, so ties keep it.
     return table.sort_values("created", kind="stable", na_position="first").reset_index(drop=True)
 
 
@@ -108,7 +108,7 @@ def _run_row(run: storage.RunFolder) -> dict:
         "width": config.get("width"),
         "data": config.get("data"),
         "seed": config.get("seed"),
-        "created": config.get("created"),
+        "created": config.get("created") or _written_at(run.file(storage.CONFIG_FILE)),
     }
     if summary is not None:
         return {
@@ -125,6 +125,14 @@ def _run_row(run: storage.RunFolder) -> dict:
         row["seconds_per_epoch"] = float(history["seconds"].mean())
         row["total_seconds"] = float(history["seconds"].sum())
     return row
+
+
+def _written_at(path: Path) -> str | None:
+    """When a file was last written, in UTC: the start of a run whose config.json does not record it."""
+    try:
+        return pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").isoformat()
+    except OSError:
+        return None
 
 
 def format_runs_table(table: pd.DataFrame) -> str:

@@ -259,3 +259,15 @@ def test_a_single_run_is_a_table_not_empty_panels(tmp_path, fake_predictions):
         results.CONFUSION_MATRIX_FILE,
         results.MISCLASSIFIED_FILE,
     ]
+
+
+def test_a_run_without_a_recorded_start_is_placed_by_when_its_config_was_written(tmp_path):
+    import os
+
+    write_run(tmp_path, "b-recorded", created="2026-11-29T11:00:00+00:00")
+    older = write_run(tmp_path, "c-unrecorded", created="")
+    # 2026-11-29 10:20:00.5 UTC: before "b-recorded", and written with a fraction of a second as file times are.
+    os.utime(older / "config.json", (1795947600.5, 1795947600.5))
+    table = results.runs_table(tmp_path)
+    assert list(table["run_id"]) == ["c-unrecorded", "b-recorded"]
+    assert f"{table['created'].iloc[0]:%Y-%m-%d %H:%M}" == "2026-11-29 10:20"
