@@ -359,7 +359,8 @@ def _whitening_stem(x, normalization: layers.Layer, images: np.ndarray | None):
 
     Padding ``"valid"``, as airbench: the grid shrinks to 31x31, which keeps the network within the reference
     network's multiply-adds (with ``"same"`` padding, the first module's 1x1 convolutions on 24 channels instead of
-    3 would cost more than the reference network; docs/accuracy.md gives both figures).
+    3 would cost more than the reference network; tests/test_airbench.py checks the limit, and bench-accuracy
+    prints each recipe's multiply-adds).
     """
     channels = x.shape[-1]
     stem = layers.Conv2D(

@@ -22,8 +22,6 @@ import nbformat
 FOLDER = Path(__file__).resolve().parent
 # The checkout's cifarlib, whichever copy is installed: the notebooks are built from this repository's facts.
 sys.path.insert(0, str(FOLDER.parent))
-SETUP_CELL = FOLDER / "setup_cell.py"
-COLAB_URL = "https://colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{name}"
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 IGNORE_OUTPUT = "# NBVAL_IGNORE_OUTPUT"
 LINE_LENGTH = 110
@@ -389,20 +387,16 @@ def settings_cell(notebook: Notebook) -> str:
 
 
 def setup_source() -> str:
-    """The setup cell: ``setup_cell.py`` with the repository's address filled in where the package records it."""
-    try:
-        from cifarlib.project import setup_cell_source
-    except ImportError:
-        return SETUP_CELL.read_text().rstrip("\n")
+    """The setup cell: ``setup_cell.py`` with the repository's address (``pyproject.toml``) filled in."""
+    from cifarlib.project import setup_cell_source
+
     return setup_cell_source()
 
 
 def colab_link(name: str) -> str:
-    """The Open-in-Colab address of ``notebooks/<name>.ipynb``, from the repository's address where recorded."""
-    try:
-        from cifarlib.project import colab_url
-    except ImportError:
-        return COLAB_URL.format(name=f"{name}.ipynb")
+    """The Open-in-Colab address of ``notebooks/<name>.ipynb``, from the repository's address."""
+    from cifarlib.project import colab_url
+
     return colab_url(f"{name}.ipynb")
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cifarlib.project import colab_url
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -47,7 +49,8 @@ def test_readme_starts_with_the_colab_quick_start():
     introduction = [line for line in sections(text)[1].splitlines()[1:] if line.strip()]
     assert 0 < len(introduction) <= 5
     for name in NOTEBOOKS:
-        badge = f"colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{name}.ipynb"
+        # The repository's address is written once, in pyproject.toml: the badges must follow it.
+        badge = colab_url(f"{name}.ipynb")
         assert badge in quick_start, f"the quick start lacks {name}'s Colab badge"
     positions = [quick_start.index(f"`{name}`") for name in NOTEBOOKS]
     assert positions == sorted(positions), "notebooks listed out of order"

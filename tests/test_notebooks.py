@@ -10,6 +10,7 @@ import pytest
 
 from cifarlib.config import RunConfig
 from cifarlib.credentials import scan_file
+from cifarlib.project import colab_url
 from cifarlib.sweep import run_sweep
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -50,10 +51,7 @@ def test_committed_notebook_is_clean(path):
 def test_notebook_skeleton(path):
     cells = nbformat.read(path, as_version=4).cells
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
-    assert (
-        f"colab.research.google.com/github/cifarlib/cifarlib/blob/main/notebooks/{path.name}"
-        in cells[0].source
-    )
+    assert colab_url(path.name) in cells[0].source
     code = [c for c in cells if c.cell_type == "code"]
     # The setup cell is setup_cell.py's, checked cell for cell by tests/test_notebook_template.py.
     assert 'find_spec("cifarlib") is None' in code[0].source
