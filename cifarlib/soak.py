@@ -33,9 +33,11 @@ from pathlib import Path
 
 from cifarlib import storage
 
-# Keras prints this line (verbose=2) after every callback has run for the epoch, so after it was published.
-EPOCH_DONE = re.compile(r"^\d+/\d+ - .*loss")
-EPOCH_STARTED = re.compile(r"^Epoch \d+/\d+")
+# train's own lines (cifarlib.train, cifarlib.callbacks.describe_epoch): the run line comes before the network is
+# built, so kills can land anywhere from then on; the epoch line is printed after every callback has run for the
+# epoch, so after it was published. tests/test_soak.py checks both against the functions that print them.
+EPOCH_STARTED = re.compile(r"^run \S+: (new run|resuming)")
+EPOCH_DONE = re.compile(r"^epoch \d+/\d+: ")
 
 
 @dataclass

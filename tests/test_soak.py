@@ -36,6 +36,14 @@ def test_gaps_corrupt_files_and_temporaries_are_seen(tmp_path):
     assert found.temporaries == [".history.csv.tmp-42"]
 
 
+def test_the_soak_reads_the_lines_train_prints():
+    from cifarlib.callbacks import describe_epoch
+
+    assert soak.EPOCH_DONE.match(describe_epoch(3, 10, {"loss": 0.5, "accuracy": 0.9, "seconds": 1.0}))
+    assert soak.EPOCH_STARTED.match("run soak-1: new run of 2 epochs in /tmp/ws/runs/soak-1")
+    assert soak.EPOCH_STARTED.match("run soak-1: resuming the unfinished run after epoch 1 of 2 in /tmp/ws")
+
+
 @pytest.mark.slow
 def test_one_real_kill(tmp_path, capsys):
     totals = soak.soak(1, workspace=tmp_path / "ws", epochs=2, train_size=64, width=0.1, batch_size=32)
