@@ -14,11 +14,15 @@ import dataclasses
 import inspect
 import json
 import logging
-import os
 import sys
 import typing
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (the rest of the command line's errors are one line too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _run_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +104,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """
     from cifarlib.config import DEFAULT_PRESET, EVALUATION_SPLITS, PRESETS
 
-    parser = argparse.ArgumentParser(prog="python -m cifarlib", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="python -m cifarlib",
+        description="The command line of cifarlib: the same functions the notebooks call.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO level)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

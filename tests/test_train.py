@@ -383,3 +383,5 @@ def test_cli_errors_are_one_line(tmp_path):
     assert "missing.tar.gz: no such file" in done.stderr
     usage = cli("train", "--batch-size", "many")
     assert usage.returncode == 2 and "--batch-size" in usage.stderr
+    # A mistyped flag is one line too, not argparse's usage block.
+    assert len(usage.stderr.strip().splitlines()) == 1, usage.stderr
