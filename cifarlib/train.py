@@ -133,8 +133,9 @@ def train(
             if retrain:
                 _clear_run_folder(run)
             lock.remove_temporaries()
-            _prepare_run_folder(run, config)
-            return _fit(workspace, run, config, splits, lock, verbose, callbacks)
+            plan = plan_device(config)
+            _prepare_run_folder(run, config, plan)
+            return _fit(workspace, run, config, plan, splits, lock, verbose, callbacks)
     except BaseException:
         if locked and created and not _has_trained(run):
             # A start that failed before its first epoch leaves no run to list or resume.
@@ -142,11 +143,10 @@ def train(
         raise
 
 
-def _fit(workspace, run, config, splits, lock, verbose, callbacks) -> RunResult:
+def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunResult:
     """Fit under the run's lock, evaluate the best checkpoint, write the summary (the steps of ``train``)."""
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
-    context = FitContext(run, config, plan_device(config), len(x_train))
-    plan = context.plan
+    context = FitContext(run, config, plan, len(x_train))
     verbose = _resolve_verbose(verbose)
     if verbose:
         print(_first_line(context, len(x_val), len(x_test)), flush=True)
@@ -378,9 +378,11 @@ def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
         )
 
 
-def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
+def _prepare_run_folder(run: storage.RunFolder, config: RunConfig, plan: DevicePlan) -> None:
     _refuse_other_settings(run, config)
-    if run.read_json(storage.CONFIG_FILE) is not None:
+    stored = run.read_json(storage.CONFIG_FILE)
+    if stored is not None:
+        _refuse_other_replicas(run, stored, plan)
         done = run.epochs_saved()
         _say(
             f"run {run.run_id}: resuming the unfinished run after epoch {done} of {config.epochs} in {run.path}"
@@ -394,12 +396,34 @@ def _prepare_run_folder(run: storage.RunFolder, config: RunConfig) -> None:
         "keras_backend": keras.backend.backend(),
         "tensorflow_version": _tensorflow_version(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        # Checked on resume (see _refuse_other_replicas): the device settings are left out of the run id, but the
+        # replica count sets the global batch, the scaled learning rate and the schedule's length.
+        "replicas": plan.replicas,
+        "global_batch_size": plan.global_batch(config.batch_size),
     }
     try:
         run.path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise WorkspaceError(f"cannot create run folder {run.path} ({error.strerror or error})") from error
     storage.atomic_write_text(run.file(storage.CONFIG_FILE), _json(record))
+
+
+def _refuse_other_replicas(run: storage.RunFolder, stored: dict, plan: DevicePlan) -> None:
+    """Raise ``RunConfigError`` when the run was started on another number of replicas.
+
+    The replicas multiply the batch into the global batch and scale the learning rate, and the global batch sets
+    the steps per epoch, so the cosine schedule's length: a resumed optimizer step counter would be read against
+    another schedule (past its end, a learning rate of 0). A run written before the count was recorded is
+    taken as it is.
+    """
+    started_on = stored.get("replicas")
+    if started_on is None or started_on == plan.replicas:
+        return
+    raise RunConfigError(
+        f"run {run.run_id!r} was started on {started_on} replica(s) and would resume on {plan.replicas}, which "
+        "changes its global batch, learning rate and schedule; resume it on the device it started on "
+        f"(distribute={'none' if started_on == 1 else 'auto'!r}), or start a new run id"
+    )
 
 
 def _prepare_staging(workspace: storage.Workspace, run: storage.RunFolder) -> Path:

@@ -3,10 +3,13 @@ continues the unfinished run (and says so first), and a completed run says it is
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cifarlib import storage
 from cifarlib.config import RunConfig
+from cifarlib.errors import RunConfigError
 from cifarlib.train import DEVICE_FIELDS, settings_run_id, train
 
 SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2, epochs=1)
@@ -67,3 +70,25 @@ def test_a_new_run_says_so_first(small_archive, tmp_path, staging, capsys):
         capsys.readouterr().out.splitlines()[0]
         == f"run {result.run_id}: new run of 1 epochs in {result.run_dir}"
     )
+
+
+def test_resuming_on_another_replica_count_is_refused(small_archive, tmp_path, staging):
+    config = RunConfig.from_preset("reference", data=str(small_archive), **SMALL)
+    workspace = storage.open_workspace(tmp_path / "ws")
+    # An unfinished run started on two replicas (a pair of GPUs), resumed here on one device.
+    unfinished = workspace.run(settings_run_id(config))
+    unfinished.path.mkdir(parents=True)
+    record = {**config.to_dict(), "replicas": 2, "global_batch_size": 2 * config.batch_size}
+    (unfinished.path / storage.CONFIG_FILE).write_text(json.dumps(record))
+    written = (unfinished.path / storage.CONFIG_FILE).read_text()
+    with pytest.raises(RunConfigError, match=r"started on 2 replica\(s\) and would resume on 1") as caught:
+        train(config, workspace, verbose=0)
+    assert "distribute=" in str(caught.value) and "\n" not in str(caught.value)
+    assert (unfinished.path / storage.CONFIG_FILE).read_text() == written
+
+
+def test_a_new_run_records_its_replica_count(small_archive, tmp_path, staging):
+    config = RunConfig.from_preset("reference", data=str(small_archive), **SMALL)
+    result = train(config, tmp_path / "ws", verbose=0)
+    stored = json.loads((result.run_dir / storage.CONFIG_FILE).read_text())
+    assert stored["replicas"] == 1 and stored["global_batch_size"] == config.batch_size
