@@ -438,6 +438,10 @@ class RunLock:
         self.record = {**self.record, "heartbeat": time.time()}
         atomic_write_text(self.path, json.dumps(self.record))
 
+    def held(self) -> bool:
+        """Whether the lock file still names this process (it may have been broken and taken meanwhile)."""
+        return self.record is not None and _same_owner(_read_lock(self.path), self.record)
+
     def release(self) -> None:
         if self.record is not None and _same_owner(_read_lock(self.path), self.record):
             with contextlib.suppress(OSError):

@@ -123,11 +123,10 @@ def train(
     keras.utils.set_random_seed(config.seed)
     splits = load_run_splits(config)
     created = not run.path.exists()
-    locked = False
-    try:
-        # One process trains a run at a time; the lock's heartbeat is renewed every epoch (RunPublisher).
-        with run.lock() as lock:
-            locked = True
+    # One process trains a run at a time; the lock's heartbeat is renewed every epoch (RunPublisher). A lock held
+    # by another process raises RunLockedError here, before anything of the run folder is touched.
+    with run.lock() as lock:
+        try:
             if run.completed and not retrain:
                 return _completed_run(run, config)  # another process finished it meanwhile
             if retrain:
@@ -136,11 +135,12 @@ def train(
             plan = plan_device(config)
             _prepare_run_folder(run, config, plan)
             return _fit(workspace, run, config, plan, splits, lock, verbose, callbacks)
-    except BaseException:
-        if locked and created and not _has_trained(run):
-            # A start that failed before its first epoch leaves no run to list or resume.
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
+        except BaseException:
+            # A start that failed before its first epoch leaves no run to list or resume; removed while the lock
+            # is still this process's, so never a folder that another process has taken over meanwhile.
+            if created and lock.held() and not _has_trained(run):
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
 
 
 def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunResult:

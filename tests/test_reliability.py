@@ -174,3 +174,19 @@ def test_evaluate_says_what_is_missing(tmp_path, staging):
         evaluate_run("done", tmp_path / "ws")
     message = str(missing.value)
     assert "completed" in message and "retrain" in message and "not finished an epoch" not in message
+
+
+def test_a_failed_start_keeps_a_folder_another_process_took_over(tmp_path, staging, monkeypatch):
+    # This process's lock was broken as stale and another process took the run before this start failed: the
+    # folder is the other process's now, and the failed start must leave it alone.
+    taken_over = {"pid": os.getpid() + 1, "host": "elsewhere", "heartbeat": time.time()}
+
+    def fail_after_losing_the_lock(workspace, run, *args):
+        storage.atomic_write_text(run.file(storage.LOCK_FILE), json.dumps(taken_over))
+        raise RuntimeError("failed before the first epoch")
+
+    monkeypatch.setattr("cifarlib.train._fit", fail_after_losing_the_lock)
+    with pytest.raises(RuntimeError, match="before the first epoch"):
+        train(RunConfig(**TINY), tmp_path / "ws", run_id="contested", verbose=0)
+    lock = tmp_path / "ws" / "runs" / "contested" / storage.LOCK_FILE
+    assert json.loads(lock.read_text()) == taken_over
