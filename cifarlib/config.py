@@ -18,6 +18,7 @@ from typing import Any
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import translate_problem
 
+_FLOAT_TYPES = ("float", "float | None")  # RunConfig's annotations, as strings (postponed evaluation)
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("plateau", "cosine", "constant")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -297,6 +298,13 @@ class RunConfig:
         # JSON and the command line give lists; the network sizes are kept as tuples so configs compare and hash.
         for name in ("modules", "head_units"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        # width=1 and width=1.0 are one setting: whole numbers in float fields are stored as floats, so that
+        # config.json records one spelling and equal settings hash to one run id. Bools stay as given (and fail
+        # validation), since True is an int to Python but no number to a person.
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.type in _FLOAT_TYPES and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, item.name, float(value))
         problems = list(_problems(self))
         if problems:
             raise RunConfigError("invalid run config: " + "; ".join(problems))

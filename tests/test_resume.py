@@ -39,6 +39,16 @@ def test_the_default_run_id_comes_from_the_settings():
     assert settings_run_id(config.replace(**device_only)) == run_id
 
 
+def test_whole_numbers_in_float_settings_give_the_same_run_id():
+    as_ints = RunConfig.from_preset("tuned", data="synthetic", width=1, ema_momentum=0, learning_rate=1)
+    as_floats = RunConfig.from_preset(
+        "tuned", data="synthetic", width=1.0, ema_momentum=0.0, learning_rate=1.0
+    )
+    assert settings_run_id(as_ints) == settings_run_id(as_floats)
+    assert json.loads(as_ints.to_json())["width"] == 1.0 and isinstance(as_ints.width, float)
+    assert isinstance(as_ints.epochs, int)  # integer settings stay integers
+
+
 def test_running_the_same_settings_again_resumes_then_reports_complete(
     small_archive, tmp_path, staging, capsys
 ):
