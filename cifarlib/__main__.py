@@ -129,7 +129,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="names the run; an unfinished run of that id is resumed (default: derived from the settings, so the "
         "same command resumes its unfinished run)",
     )
-    train.add_argument("--retrain", action="store_true", help="train a completed run again from scratch")
+    train.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train a completed run again from scratch (an unfinished run is resumed)",
+    )
     train.add_argument(
         "--fallback-synthetic",
         action="store_true",

@@ -119,8 +119,12 @@ def _recovery(run: storage.RunFolder) -> str:
             f"run {run.run_id!r} is unfinished and its backup holds a copy: train it again with the same settings "
             "and run id to resume, which restores best.keras"
         )
-    state = "completed" if run.completed else "unfinished"
+    if run.completed:
+        return (
+            f"run {run.run_id!r} is completed and keeps no backup, so its trained weights are lost: retrain it "
+            "(train with the same run id and --retrain)"
+        )
     return (
-        f"run {run.run_id!r} is {state} and no backup holds a copy (a completed run keeps none), so its trained "
-        "weights are lost: retrain it (train with the same run id and --retrain)"
+        f"run {run.run_id!r} is unfinished and no backup holds a copy, so its trained weights are lost: train it "
+        "again under a new run id, or delete its folder and train again"
     )

@@ -108,7 +108,8 @@ def train(
         workspace: a ``Workspace``, a local folder, or ``None`` for ``open_workspace()``'s default.
         run_id: names the run; an existing unfinished run of that id is resumed. Default: derived from the
             settings (``settings_run_id``), so running the same settings again resumes their unfinished run.
-        retrain: train a completed run again from scratch (its folder is replaced).
+        retrain: train a completed run again from scratch (its folder is replaced). An unfinished run is resumed
+            all the same, so that a retrain interrupted and started again with the same call continues.
         verbose: 1: a progress bar and a line per epoch; 2: the line per epoch only; 0: silent. ``"auto"``: 1 in a
             terminal or a notebook, 2 where the output goes to a log.
         callbacks: extra Keras callbacks, called after cifarlib's own.
@@ -117,7 +118,7 @@ def train(
     run = workspace.run(run_id or settings_run_id(config))
     if run.completed and not retrain:
         return _completed_run(run, config)
-    if not retrain:
+    if not run.completed:
         _refuse_other_settings(run, config)
     # The data is loaded before the run folder is created, so a bad source leaves no empty run behind.
     keras.utils.set_random_seed(config.seed)
@@ -127,9 +128,10 @@ def train(
     # by another process raises RunLockedError here, before anything of the run folder is touched.
     with run.lock() as lock:
         try:
+            # Checked again under the lock: another process may have finished the run meanwhile.
             if run.completed and not retrain:
-                return _completed_run(run, config)  # another process finished it meanwhile
-            if retrain:
+                return _completed_run(run, config)
+            if run.completed and retrain:
                 _clear_run_folder(run)
             lock.remove_temporaries()
             plan = plan_device(config)
@@ -372,9 +374,10 @@ def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
     differences = {k: v for k, v in differences.items() if k not in DEVICE_FIELDS}
     if differences:
         listed = ", ".join(f"{k}: {old!r} on disk vs {new!r} now" for k, (old, new) in differences.items())
+        remedy = "retrain it" if run.completed else "delete its folder to start it again"
         raise RunConfigError(
             f"run {run.run_id!r} exists with other settings ({listed}); use the same settings, a new run id, "
-            "or retrain it"
+            f"or {remedy}"
         )
 
 

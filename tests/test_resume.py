@@ -102,3 +102,21 @@ def test_a_new_run_records_its_replica_count(small_archive, tmp_path, staging):
     result = train(config, tmp_path / "ws", verbose=0)
     stored = json.loads((result.run_dir / storage.CONFIG_FILE).read_text())
     assert stored["replicas"] == 1 and stored["global_batch_size"] == config.batch_size
+
+
+def test_retrain_resumes_an_unfinished_run(small_archive, tmp_path, staging, capsys):
+    # An interrupted retrain, started again with the same call, continues rather than wiping the run again.
+    config = RunConfig.from_preset("reference", data=str(small_archive), **SMALL)
+    workspace = storage.open_workspace(tmp_path / "ws")
+    unfinished = workspace.run(settings_run_id(config))
+    unfinished.path.mkdir(parents=True)
+    (unfinished.path / storage.CONFIG_FILE).write_text(config.to_json())
+    marker = unfinished.path / "kept.txt"
+    marker.write_text("the unfinished run's own file")
+    result = train(config, workspace, retrain=True, verbose=0)
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"run {unfinished.run_id}: resuming")
+    assert marker.is_file() and result.summary["epochs_run"] == 1
+    # Finished, the same call retrains it from scratch.
+    train(config, workspace, retrain=True, verbose=0)
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"run {unfinished.run_id}: new run")
+    assert not marker.exists()
