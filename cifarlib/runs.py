@@ -74,7 +74,11 @@ def finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunCo
     if stored is None:
         raise WorkspaceError(f"{run.path}: no run there (missing {storage.CONFIG_FILE})")
     _check_best_model(run)
-    return run, RunConfig.from_dict(stored).replace(**{k: v for k, v in changes.items() if v is not None})
+    try:
+        config = RunConfig.from_dict(stored)
+    except (RunConfigError, TypeError) as error:
+        raise RunConfigError(f"{run.file(storage.CONFIG_FILE)}: {error}") from error
+    return run, config.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
 def _predict_split(run: storage.RunFolder, config: RunConfig, split: str):

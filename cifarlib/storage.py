@@ -100,14 +100,18 @@ class RunFolder:
         return (self.path / SUMMARY_FILE).is_file()
 
     def read_json(self, name: str) -> dict | None:
-        """A JSON file of the run, or ``None`` where it is absent; a corrupt one raises ``WorkspaceError``."""
+        """A JSON object file of the run, or ``None`` where it is absent; a corrupt one (not JSON, or JSON but
+        not an object) raises ``WorkspaceError`` naming the file."""
         path = self.path / name
         try:
-            return json.loads(path.read_text())
+            values = json.loads(path.read_text())
         except FileNotFoundError:
             return None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise WorkspaceError(f"{path}: not valid JSON ({error})") from error
+        if not isinstance(values, dict):
+            raise WorkspaceError(f"{path}: expected a JSON object, got {type(values).__name__}")
+        return values
 
     def read_history(self):
         """history.csv as a DataFrame (empty where no epoch finished)."""

@@ -370,7 +370,7 @@ def _has_trained(run: storage.RunFolder) -> bool:
 def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
     """Raise ``RunConfigError`` naming every difference when the run folder holds a run with other settings."""
     stored = run.read_json(storage.CONFIG_FILE)
-    differences = RunConfig.from_dict(stored).differences(config) if stored is not None else {}
+    differences = _stored_config(run, stored).differences(config) if stored is not None else {}
     differences = {k: v for k, v in differences.items() if k not in DEVICE_FIELDS}
     if differences:
         listed = ", ".join(f"{k}: {old!r} on disk vs {new!r} now" for k, (old, new) in differences.items())
@@ -379,6 +379,14 @@ def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:
             f"run {run.run_id!r} exists with other settings ({listed}); use the same settings, a new run id, "
             f"or {remedy}"
         )
+
+
+def _stored_config(run: storage.RunFolder, stored: dict) -> RunConfig:
+    """The ``RunConfig`` of a run's ``config.json``; one that is no valid config raises naming the file."""
+    try:
+        return RunConfig.from_dict(stored)
+    except (RunConfigError, TypeError) as error:
+        raise RunConfigError(f"{run.file(storage.CONFIG_FILE)}: {error}") from error
 
 
 def _prepare_run_folder(run: storage.RunFolder, config: RunConfig, plan: DevicePlan) -> None:

@@ -271,3 +271,13 @@ def test_a_run_without_a_recorded_start_is_placed_by_when_its_config_was_written
     table = results.runs_table(tmp_path)
     assert list(table["run_id"]) == ["c-unrecorded", "b-recorded"]
     assert f"{table['created'].iloc[0]:%Y-%m-%d %H:%M}" == "2026-11-29 10:20"
+
+
+@pytest.mark.parametrize("stored", ["[1, 2]", "{not json"])
+def test_a_run_with_a_broken_config_is_listed_as_unreadable(tmp_path, stored):
+    write_run(tmp_path, "good", created="2026-11-29T11:00:00+00:00")
+    broken = write_run(tmp_path, "broken", created="2026-11-29T10:00:00+00:00")
+    (broken / "config.json").write_text(stored)
+    table = results.runs_table(tmp_path)
+    assert dict(zip(table["run_id"], table["status"])) == {"broken": "unreadable", "good": "completed"}
+    assert "broken" in results.format_runs_table(table)

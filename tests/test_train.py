@@ -385,3 +385,23 @@ def test_cli_errors_are_one_line(tmp_path):
     assert usage.returncode == 2 and "--batch-size" in usage.stderr
     # A mistyped flag is one line too, not argparse's usage block.
     assert len(usage.stderr.strip().splitlines()) == 1, usage.stderr
+
+
+@pytest.mark.parametrize(
+    ("stored", "error", "expected"),
+    [
+        ("[1, 2]", WorkspaceError, "expected a JSON object, got list"),
+        ('{"preset": "no-such-recipe"}', RunConfigError, "unknown preset 'no-such-recipe'"),
+    ],
+)
+def test_a_broken_stored_config_is_named(small_archive, tmp_path, staging, stored, error, expected):
+    config = RunConfig.from_preset("reference", data=str(small_archive), epochs=1, **SMALL)
+    run = storage.open_workspace(tmp_path / "ws").run("broken")
+    run.path.mkdir(parents=True)
+    (run.path / storage.CONFIG_FILE).write_text(stored)
+    with pytest.raises(error) as caught:
+        train(config, tmp_path / "ws", run_id="broken", verbose=0)
+    assert str(caught.value).startswith(f"{run.path / storage.CONFIG_FILE}: ") and expected in str(
+        caught.value
+    )
+    assert (run.path / storage.CONFIG_FILE).read_text() == stored
