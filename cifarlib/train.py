@@ -110,14 +110,16 @@ def train(
             settings (``settings_run_id``), so running the same settings again resumes their unfinished run.
         retrain: train a completed run again from scratch (its folder is replaced). An unfinished run is resumed
             all the same, so that a retrain interrupted and started again with the same call continues.
-        verbose: 1: a progress bar and a line per epoch; 2: the line per epoch only; 0: silent. ``"auto"``: 1 in a
-            terminal or a notebook, 2 where the output goes to a log.
+        verbose: 1: a progress bar and a line per epoch; 2: the line per epoch only; 0: silent (also cifarlib's
+            own lines: new run, resumed, already complete). ``"auto"``: 1 in a terminal or a notebook, 2 where the
+            output goes to a log.
         callbacks: extra Keras callbacks, called after cifarlib's own.
     """
+    verbose = _resolve_verbose(verbose)
     workspace = storage.as_workspace(workspace)
     run = workspace.run(run_id or settings_run_id(config))
     if run.completed and not retrain:
-        return _completed_run(run, config)
+        return _completed_run(run, config, verbose)
     if not run.completed:
         _refuse_other_settings(run, config)
     # The data is loaded before the run folder is created, so a bad source leaves no empty run behind.
@@ -130,12 +132,12 @@ def train(
         try:
             # Checked again under the lock: another process may have finished the run meanwhile.
             if run.completed and not retrain:
-                return _completed_run(run, config)
+                return _completed_run(run, config, verbose)
             if run.completed and retrain:
                 _clear_run_folder(run)
             lock.remove_temporaries()
             plan = plan_device(config)
-            _prepare_run_folder(run, config, plan)
+            _prepare_run_folder(run, config, plan, verbose)
             return _fit(workspace, run, config, plan, splits, lock, verbose, callbacks)
         except BaseException:
             # A start that failed before its first epoch leaves no run to list or resume; removed while the lock
@@ -149,7 +151,6 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
     """Fit under the run's lock, evaluate the best checkpoint, write the summary (the steps of ``train``)."""
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = splits
     context = FitContext(run, config, plan, len(x_train))
-    verbose = _resolve_verbose(verbose)
     if verbose:
         print(_first_line(context, len(x_val), len(x_test)), flush=True)
     log.info(
@@ -233,11 +234,16 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
 # -------------------------------------------------------------------------------------------------- steps
 
 
+VERBOSE_VALUES = (0, 1, 2, "auto")
+
+
 def _resolve_verbose(verbose: int | str) -> int:
     """Keras's ``"auto"`` made explicit: a progress bar where someone watches (a terminal or a notebook), else
-    one line per epoch, so that logs hold no bar redrawn a hundred times."""
+    one line per epoch, so that logs hold no bar redrawn a hundred times. Other values raise ``ValueError``."""
+    if isinstance(verbose, bool) or verbose not in VERBOSE_VALUES:
+        raise ValueError(f"verbose must be one of {VERBOSE_VALUES}, got {verbose!r}")
     if verbose != "auto":
-        return int(verbose)
+        return verbose
     return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2
 
 
@@ -328,7 +334,7 @@ def non_kernel_variables(model: keras.Model) -> list:
     return [variable for variable in model.trainable_variables if len(variable.shape) <= 1]
 
 
-def _completed_run(run: storage.RunFolder, config: RunConfig) -> RunResult:
+def _completed_run(run: storage.RunFolder, config: RunConfig, verbose: int) -> RunResult:
     """A finished run as it is; a backup or temporary file that a kill after the summary left is removed."""
     # Returning a finished run trained with other settings would report its figures as this config's.
     _refuse_other_settings(run, config)
@@ -344,8 +350,9 @@ def _completed_run(run: storage.RunFolder, config: RunConfig) -> RunResult:
             pass  # The process holding the lock tidies it.
     result = RunResult.load(run)
     _say(
+        verbose,
         f"run {run.run_id}: already complete ({result.summary.get('epochs_run')} epochs) in {run.path}; "
-        "to train again, pass retrain=True (--retrain) or a new run_id (--run-id)"
+        "to train again, pass retrain=True (--retrain) or a new run_id (--run-id)",
     )
     return result
 
@@ -389,17 +396,18 @@ def _stored_config(run: storage.RunFolder, stored: dict) -> RunConfig:
         raise RunConfigError(f"{run.file(storage.CONFIG_FILE)}: {error}") from error
 
 
-def _prepare_run_folder(run: storage.RunFolder, config: RunConfig, plan: DevicePlan) -> None:
+def _prepare_run_folder(run: storage.RunFolder, config: RunConfig, plan: DevicePlan, verbose: int) -> None:
     _refuse_other_settings(run, config)
     stored = run.read_json(storage.CONFIG_FILE)
     if stored is not None:
         _refuse_other_replicas(run, stored, plan)
         done = run.epochs_saved()
         _say(
-            f"run {run.run_id}: resuming the unfinished run after epoch {done} of {config.epochs} in {run.path}"
+            verbose,
+            f"run {run.run_id}: resuming the unfinished run after epoch {done} of {config.epochs} in {run.path}",
         )
         return
-    _say(f"run {run.run_id}: new run of {config.epochs} epochs in {run.path}")
+    _say(verbose, f"run {run.run_id}: new run of {config.epochs} epochs in {run.path}")
     record = {
         **config.to_dict(),
         "cifarlib_version": __version__,
@@ -587,6 +595,8 @@ def _json(values: dict) -> str:
     return json.dumps(values, indent=2, sort_keys=True, default=str)
 
 
-def _say(message: str) -> None:
-    """A line for the person running the notebook or the command: what happens to the run (new, resumed, done)."""
-    print(message, flush=True)
+def _say(verbose: int, message: str) -> None:
+    """A line for the person running the notebook or the command: what happens to the run (new, resumed, done);
+    nothing at ``verbose=0``."""
+    if verbose:
+        print(message, flush=True)

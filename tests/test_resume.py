@@ -59,23 +59,26 @@ def test_running_the_same_settings_again_resumes_then_reports_complete(
     unfinished.path.mkdir(parents=True)
     (unfinished.path / storage.CONFIG_FILE).write_text(config.to_json())
 
-    first = train(config, workspace, verbose=0)
+    first = train(config, workspace, verbose=2)
     assert capsys.readouterr().out.splitlines()[0] == (
         f"run {unfinished.run_id}: resuming the unfinished run after epoch 0 of 1 in {unfinished.path}"
     )
     assert first.run_id == unfinished.run_id and first.summary["epochs_run"] == 1
 
-    again = train(config.replace(precision="float32"), workspace, verbose=0)
+    again = train(config.replace(precision="float32"), workspace, verbose=2)
     line = capsys.readouterr().out.splitlines()[0]
     assert line.startswith(f"run {unfinished.run_id}: already complete (1 epochs)")
     assert "retrain=True (--retrain)" in line and "new run_id (--run-id)" in line
     assert again.summary == first.summary
+    # verbose=0 silences cifarlib's own lines too.
+    train(config, workspace, verbose=0)
+    assert capsys.readouterr().out == ""
     assert [path.name for path in workspace.runs_dir.iterdir()] == [unfinished.run_id]
 
 
 def test_a_new_run_says_so_first(small_archive, tmp_path, staging, capsys):
     config = RunConfig.from_preset("reference", data=str(small_archive), **SMALL)
-    result = train(config, tmp_path / "ws", verbose=0)
+    result = train(config, tmp_path / "ws", verbose=2)
     assert (
         capsys.readouterr().out.splitlines()[0]
         == f"run {result.run_id}: new run of 1 epochs in {result.run_dir}"
@@ -113,10 +116,18 @@ def test_retrain_resumes_an_unfinished_run(small_archive, tmp_path, staging, cap
     (unfinished.path / storage.CONFIG_FILE).write_text(config.to_json())
     marker = unfinished.path / "kept.txt"
     marker.write_text("the unfinished run's own file")
-    result = train(config, workspace, retrain=True, verbose=0)
+    result = train(config, workspace, retrain=True, verbose=2)
     assert capsys.readouterr().out.splitlines()[0].startswith(f"run {unfinished.run_id}: resuming")
     assert marker.is_file() and result.summary["epochs_run"] == 1
     # Finished, the same call retrains it from scratch.
-    train(config, workspace, retrain=True, verbose=0)
+    train(config, workspace, retrain=True, verbose=2)
     assert capsys.readouterr().out.splitlines()[0].startswith(f"run {unfinished.run_id}: new run")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("verbose", [3, "yes", True, None])
+def test_verbose_is_checked_first(tmp_path, verbose):
+    config = RunConfig.from_preset("reference", data=str(tmp_path / "absent.tar.gz"), **SMALL)
+    with pytest.raises(ValueError, match=r"^verbose must be one of \(0, 1, 2, 'auto'\), got "):
+        train(config, tmp_path / "ws", verbose=verbose)
+    assert not (tmp_path / "ws").exists()
