@@ -233,7 +233,13 @@ NOTEBOOKS = [
             ("train_size", None, "first N training images; None: all"),
             ("width", 1.0, "scales every filter count (1.0: the reference network's widths)"),
             ("run_id", None, "names or resumes a run; None: train's default id for these settings"),
-            ("verbose", "auto", '"auto": a progress bar; 2: one line per epoch (what sweeps use)'),
+            # A kernel cannot tell whether a person watches it (Colab, Jupyter) or papermill runs it headless, so
+            # "auto" gives the bar either way; papermill callers pass 2 to save no bar in the executed notebook.
+            (
+                "verbose",
+                "auto",
+                '"auto": a progress bar; 2: one line per epoch (with papermill: -p verbose 2, as sweeps do)',
+            ),
             *WORKSPACE_PARAMETERS,
         ],
         settings=(
