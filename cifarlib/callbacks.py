@@ -71,10 +71,8 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
     SAID_APART = ("seconds", "learning_rate")
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.verbose == 1:
-            super().on_epoch_begin(epoch, logs)
-        else:
-            self._reset_progbar()
+        # Keras's "Epoch 1/10" header is left out: the epoch's line names the epoch.
+        self._reset_progbar()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.verbose == 1:
@@ -82,10 +80,13 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self.verbose == 1:
-            self._finalize_progbar({k: v for k, v in logs.items() if k == "loss"})
+        line = describe_epoch(epoch + 1, self.epochs, logs)
+        if self.verbose == 1 and self.progbar is not None:
+            # The bar is redrawn in place ("\r"); the epoch's line overwrites it rather than following its last
+            # state, which would say the same again.
+            line = "\r" + " " * getattr(self.progbar, "_prev_total_width", 0) + "\r" + line
         if self.verbose:
-            print(describe_epoch(epoch + 1, self.epochs, logs), flush=True)
+            print(line, flush=True)
 
 
 def describe_epoch(epoch: int, epochs: int, logs: dict) -> str:

@@ -43,8 +43,13 @@ def test_fit_prints_one_plain_line_per_epoch(verbose, capsys):
     assert all("%" in line and " s, learning rate " in line for line in lines)
     # Keras's own line would have shown them as metrics ("seconds: 0.0123 - learning_rate: 0.0100").
     assert "seconds:" not in out and "learning_rate:" not in out
+    # What stays on screen (each line as its last "\r" left it): the epoch lines alone, no Keras header, and at
+    # verbose=1 no final state of the bar before them.
+    shown = [line.rsplit("\r", 1)[-1].strip() for line in out.split("\n")]
+    assert [line for line in shown if line] == lines
+    assert "Epoch 1/2" not in out
     if verbose == 2:
-        assert "Epoch 1/2" not in out and "step" not in out
+        assert "step" not in out
 
 
 def test_train_names_what_it_trains_before_the_first_epoch(tiny_archive, tmp_path, monkeypatch, capsys):
