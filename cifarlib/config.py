@@ -476,6 +476,9 @@ def _problems(config: RunConfig):
         yield f"early_stopping_patience must be an integer >= 0 or None, got {config.early_stopping_patience!r}"
     if config.flip not in FLIPS:
         yield f"flip must be one of {FLIPS}, got {config.flip!r}"
+    elif config.flip != "random" and config.crop_padding == 0:
+        # Flips are applied with the crops (one augmentation layer), so with crop_padding 0 there would be none.
+        yield f"flip={config.flip!r} needs crop_padding > 0 (flips come with the random crops)"
     if problem := translate_problem(config.tta_translate):
         yield f"tta_translate {problem}"
     if config.precision not in PRECISIONS:

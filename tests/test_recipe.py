@@ -173,6 +173,10 @@ def test_presets_and_validation():
     ):
         assert part in str(error.value)
     assert RunConfig.from_dict({**seed.to_dict(), "tensorflow_version": "2.21"}) == seed
+    with pytest.raises(RunConfigError, match=r"flip='alternate' needs crop_padding > 0") as error:
+        RunConfig.from_preset("reference", flip="alternate")
+    assert "\n" not in str(error.value)
+    assert RunConfig.from_preset("reference", flip="alternate", crop_padding=2).flip == "alternate"
 
 
 def test_every_setting_is_a_documented_flag():
