@@ -132,7 +132,7 @@ def train(
         try:
             # Checked again under the lock: another process may have finished the run meanwhile.
             if run.completed and not retrain:
-                return _completed_run(run, config, verbose)
+                return _completed_run(run, config, verbose, lock)
             if run.completed and retrain:
                 _clear_run_folder(run)
             lock.remove_temporaries()
@@ -334,18 +334,24 @@ def non_kernel_variables(model: keras.Model) -> list:
     return [variable for variable in model.trainable_variables if len(variable.shape) <= 1]
 
 
-def _completed_run(run: storage.RunFolder, config: RunConfig, verbose: int) -> RunResult:
-    """A finished run as it is; a backup or temporary file that a kill after the summary left is removed."""
+def _completed_run(
+    run: storage.RunFolder, config: RunConfig, verbose: int, lock: storage.RunLock | None = None
+) -> RunResult:
+    """A finished run as it is; a backup or temporary file that a kill after the summary left is removed.
+
+    ``lock``: the run's lock when the caller holds it already (it is not reentrant: taking it again would fail).
+    """
     # Returning a finished run trained with other settings would report its figures as this config's.
     _refuse_other_settings(run, config)
     leftovers = run.file(storage.BACKUP_DIR).exists() or any(
         storage.TEMPORARY_NAME.fullmatch(path.name) for path in run.path.rglob(".*")
     )
-    if leftovers:
+    if leftovers and lock is not None:
+        _tidy_completed_run(run, lock)
+    elif leftovers:
         try:
-            with run.lock() as lock:
-                lock.remove_temporaries()
-                shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
+            with run.lock() as taken:
+                _tidy_completed_run(run, taken)
         except RunLockedError:
             pass  # The process holding the lock tidies it.
     result = RunResult.load(run)
@@ -355,6 +361,11 @@ def _completed_run(run: storage.RunFolder, config: RunConfig, verbose: int) -> R
         "to train again, pass retrain=True (--retrain) or a new run_id (--run-id)",
     )
     return result
+
+
+def _tidy_completed_run(run: storage.RunFolder, lock: storage.RunLock) -> None:
+    lock.remove_temporaries()
+    shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
 
 
 def _clear_run_folder(run: storage.RunFolder) -> None:

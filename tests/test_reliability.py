@@ -190,3 +190,25 @@ def test_a_failed_start_keeps_a_folder_another_process_took_over(tmp_path, stagi
         train(RunConfig(**TINY), tmp_path / "ws", run_id="contested", verbose=0)
     lock = tmp_path / "ws" / "runs" / "contested" / storage.LOCK_FILE
     assert json.loads(lock.read_text()) == taken_over
+
+
+def test_a_run_finished_meanwhile_is_tidied_under_the_lock_already_held(tmp_path, staging, monkeypatch):
+    import cifarlib.train
+
+    config = RunConfig(**{**TINY, "epochs": 1})
+    run_dir = train(config, tmp_path / "ws", run_id="raced", verbose=0).run_dir
+    summary = (run_dir / storage.SUMMARY_FILE).read_text()
+    (run_dir / storage.SUMMARY_FILE).unlink()
+    load = cifarlib.train.load_run_splits
+
+    def finished_by_another_process_meanwhile(*args, **kwargs):
+        # Between train's first look (unfinished) and its lock: the other process writes the summary, and a kill
+        # right after it leaves its backup behind.
+        (run_dir / storage.SUMMARY_FILE).write_text(summary)
+        (run_dir / storage.BACKUP_DIR).mkdir()
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(cifarlib.train, "load_run_splits", finished_by_another_process_meanwhile)
+    result = train(config, tmp_path / "ws", run_id="raced", verbose=0)
+    assert result.summary == json.loads(summary)
+    assert not (run_dir / storage.BACKUP_DIR).exists() and not (run_dir / storage.LOCK_FILE).exists()
