@@ -12,7 +12,8 @@ and optimizer state (the notebooks print its figure for the reference network).
 
     parameters * 4                      (variables stay float32, also under mixed precision)
   + trainable parameters * 4            (one gradient per trainable weight)
-  + trainable parameters * 4 * slots    (Adam keeps two moments, SGD with momentum one, plain SGD none)
+  + trainable parameters * 4 * slots    (Adam keeps two moments, SGD with momentum one, plain SGD none; an
+                                          average of the weights (ema_momentum) one more)
   + batch * activations * compute bytes (every layer's output, kept for back-propagation; 2 bytes per
                                           element under mixed_float16/mixed_bfloat16, 4 under float32)
 
@@ -51,9 +52,15 @@ def layer_output_elements(model: keras.Model, *, include_input: bool = True) -> 
 
 
 def training_memory_breakdown(
-    model: keras.Model, batch_size: int, *, optimizer: str = "adam", precision: str = "float32"
+    model: keras.Model,
+    batch_size: int,
+    *,
+    optimizer: str = "adam",
+    precision: str = "float32",
+    ema: bool = False,
 ) -> dict[str, int]:
-    """Bytes of each part of ``method="training"`` (see the module docstring)."""
+    """Bytes of each part of ``method="training"`` (see the module docstring); ``ema``: the optimizer also keeps
+    a moving average of the weights."""
     _check_batch(batch_size)
     if optimizer not in OPTIMIZER_SLOTS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_SLOTS)}, got {optimizer!r}")
@@ -63,7 +70,7 @@ def training_memory_breakdown(
     return {
         "parameters": 4 * model.count_params(),
         "gradients": 4 * trainable,
-        "optimizer_slots": 4 * trainable * OPTIMIZER_SLOTS[optimizer],
+        "optimizer_slots": 4 * trainable * (OPTIMIZER_SLOTS[optimizer] + int(ema)),
         "activations": batch_size
         * layer_output_elements(model, include_input=True)
         * COMPUTE_BYTES[precision],
@@ -77,31 +84,40 @@ def estimate_memory(
     *,
     optimizer: str = "adam",
     precision: str = "float32",
+    ema: bool = False,
 ) -> float:
     """Estimated memory in GiB (1024**3 bytes) for training ``model`` at ``batch_size``.
 
     ``method="reference"`` (or its earlier name ``"seed"``) is the reference notebook's formula (unrounded;
-    the notebook printed it rounded to 3 places); ``method="training"`` is the honest count, which takes the ``optimizer`` and ``precision`` used.
+    the notebook printed it rounded to 3 places); ``method="training"`` is the honest count, which takes the ``optimizer``, ``precision`` and weight averaging (``ema``) used.
     """
     _check_batch(batch_size)
     if method in ("reference", "seed"):
         elements = layer_output_elements(model) + model.count_params()
         return 4.0 * batch_size * elements / GIB
     if method == "training":
-        breakdown = training_memory_breakdown(model, batch_size, optimizer=optimizer, precision=precision)
+        breakdown = training_memory_breakdown(
+            model, batch_size, optimizer=optimizer, precision=precision, ema=ema
+        )
         return sum(breakdown.values()) / GIB
     raise ValueError(f"method must be 'reference' or 'training', got {method!r}")
 
 
 def run_memory_estimate(model: keras.Model, config: RunConfig, plan: DevicePlan | None = None) -> float:
-    """GiB ``estimate_memory(method="training")`` gives for this run's batch, optimizer and precision."""
+    """GiB ``estimate_memory(method="training")`` gives for this run's batch, optimizer, weight averaging and
+    precision."""
     if plan is None:
         from cifarlib.device import plan_device
 
         plan = plan_device(config)
     optimizer = "adam" if config.optimizer == "adam" else "sgd_momentum"
     return estimate_memory(
-        model, config.batch_size, method="training", optimizer=optimizer, precision=plan.precision
+        model,
+        config.batch_size,
+        method="training",
+        optimizer=optimizer,
+        precision=plan.precision,
+        ema=bool(config.ema_momentum),
     )
 
 

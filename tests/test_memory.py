@@ -46,3 +46,15 @@ def test_bad_method_optimizer_precision():
         estimate_memory(tiny_model(), 8, method="training", optimizer="lion")
     with pytest.raises(ValueError, match="precision must be"):
         estimate_memory(tiny_model(), 8, method="training", precision="int8")
+
+
+def test_weight_averaging_adds_one_slot_per_trainable_weight():
+    from cifarlib.config import RunConfig
+    from cifarlib.memory import run_memory_estimate
+
+    model = tiny_model()  # 15 trainable weights
+    averaged = training_memory_breakdown(model, 2, optimizer="sgd_momentum", ema=True)
+    assert averaged["optimizer_slots"] == 4 * 15 * 2
+    config = RunConfig.from_preset("tuned", data="synthetic")
+    extra = run_memory_estimate(model, config.replace(ema_momentum=0.9)) - run_memory_estimate(model, config)
+    assert extra * 1024**3 == pytest.approx(4 * 15)
