@@ -35,7 +35,7 @@ import keras
 
 from cifarlib import storage
 from cifarlib.errors import WorkspaceError
-from cifarlib.formatting import format_accuracy
+from cifarlib.formatting import describe_epoch
 
 CALLBACK_STATE_FILE = "cifarlib_callbacks.json"
 # Attributes that carry a stateful Keras callback's memory from one epoch to the next.
@@ -68,8 +68,6 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
     the logs for ``history.csv``; Keras would print them as if they were metrics, so they are said apart here.
     """
 
-    SAID_APART = ("seconds", "learning_rate")
-
     def on_epoch_begin(self, epoch, logs=None):
         # Keras's "Epoch 1/10" header is left out: the epoch's line names the epoch.
         self._reset_progbar()
@@ -87,27 +85,6 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
             line = "\r" + " " * getattr(self.progbar, "_prev_total_width", 0) + "\r" + line
         if self.verbose:
             print(line, flush=True)
-
-
-def describe_epoch(epoch: int, epochs: int, logs: dict) -> str:
-    """``epoch 3/10: loss 0.6354, accuracy 98.22%, validation loss 5.0307, validation accuracy 10.00%; 1.4 s,
-    learning rate 0.05``."""
-    # Training before validation, loss before accuracy, as Keras's own line would read if it were sorted.
-    names = sorted(
-        (name for name in logs if name not in EpochProgress.SAID_APART),
-        key=lambda name: (name.startswith("val_"), name.removeprefix("val_") != "loss", name),
-    )
-    metrics = ", ".join(
-        f"{name.replace('val_', 'validation ')} "
-        f"{format_accuracy(logs[name]) if name.endswith('accuracy') else f'{logs[name]:.4f}'}"
-        for name in names
-    )
-    timing = []
-    if "seconds" in logs:
-        timing.append(f"{logs['seconds']:.1f} s")
-    if "learning_rate" in logs:
-        timing.append(f"learning rate {logs['learning_rate']:.3g}")
-    return f"epoch {epoch}/{epochs}: {metrics}" + (f"; {', '.join(timing)}" if timing else "")
 
 
 class NetworkCheckpoint(keras.callbacks.ModelCheckpoint):

@@ -1,4 +1,5 @@
-"""How figures are shown to people: one format for accuracy in every table, message and plot.
+"""How figures are shown to people: one format for accuracy in every table, message and plot, and the line
+that says how an epoch went (printed by training and by a sweep watching its runs).
 
 Accuracy is stored as a share in [0, 1] (as Keras reports it); people read it as a percentage with two
 decimals. This module imports nothing from cifarlib, so training, the command line and the plots can all use it
@@ -11,6 +12,8 @@ import math
 
 ACCURACY_DECIMALS = 2
 ACCURACY_UNIT = "%"
+# What an epoch's logs hold beside its metrics (cifarlib.callbacks.EpochTimer puts them there): said apart.
+SAID_APART = ("seconds", "learning_rate")
 
 
 def format_accuracy(value: float | None, *, missing: str = "") -> str:
@@ -23,3 +26,24 @@ def format_accuracy(value: float | None, *, missing: str = "") -> str:
 def as_percent(value: float) -> float:
     """A share in [0, 1] as the number plotted on a percent axis."""
     return 100 * float(value)
+
+
+def describe_epoch(epoch: int, epochs: int, logs: dict) -> str:
+    """``epoch 3/10: loss 0.6354, accuracy 98.22%, validation loss 5.0307, validation accuracy 10.00%; 1.4 s,
+    learning rate 0.05``."""
+    # Training before validation, loss before accuracy, as Keras's own line would read if it were sorted.
+    names = sorted(
+        (name for name in logs if name not in SAID_APART),
+        key=lambda name: (name.startswith("val_"), name.removeprefix("val_") != "loss", name),
+    )
+    metrics = ", ".join(
+        f"{name.replace('val_', 'validation ')} "
+        f"{format_accuracy(logs[name]) if name.endswith('accuracy') else f'{logs[name]:.4f}'}"
+        for name in names
+    )
+    timing = []
+    if "seconds" in logs:
+        timing.append(f"{logs['seconds']:.1f} s")
+    if "learning_rate" in logs:
+        timing.append(f"learning rate {logs['learning_rate']:.3g}")
+    return f"epoch {epoch}/{epochs}: {metrics}" + (f"; {', '.join(timing)}" if timing else "")

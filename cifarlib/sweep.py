@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from cifarlib import storage
+from cifarlib.formatting import describe_epoch
 from cifarlib.project import notebooks_dir
 from cifarlib.results import SWEEP_MANIFEST, format_runs_table, runs_table, sweep_outcomes
 
@@ -145,7 +146,8 @@ def failure_cause(error: BaseException) -> str:
 
 
 class _EpochWatcher:
-    """Prints each epoch the running notebook finishes, read from its run's history.csv (a thread)."""
+    """Prints each epoch the running notebook finishes, read from its run's history.csv (a thread), in the line
+    training itself prints (``describe_epoch``)."""
 
     def __init__(self, run: storage.RunFolder, epochs, progress: bool):
         self.run, self.epochs, self.progress = run, epochs, progress
@@ -160,17 +162,29 @@ class _EpochWatcher:
         self._stop.set()
         self._thread.join()
 
+    def new_lines(self) -> list[str]:
+        """The lines of the epochs finished since the last call."""
+        history = self.run.read_history()
+        rows = history.to_dict("records")[self._seen :]
+        self._seen = max(self._seen, len(history))
+        if not rows:
+            return []
+        # The run's own config.json says how many epochs it trains (the preset's count when none was passed).
+        stored = self.run.read_json(storage.CONFIG_FILE) or {}
+        epochs = stored.get("epochs") or self.epochs or "?"
+        return [
+            "    " + describe_epoch(int(row["epoch"]), epochs, {k: v for k, v in row.items() if k != "epoch"})
+            for row in rows
+        ]
+
     def _watch(self) -> None:
         while not self._stop.wait(PROGRESS_POLL_SECONDS):
             try:
-                history = self.run.read_history()
+                lines = self.new_lines()
             except Exception:  # noqa: BLE001 - a file caught mid-rename is read again at the next poll.
                 continue
-            for row in history.to_dict("records")[self._seen :]:
-                figures = ", ".join(f"{k} {row[k]:.4f}" for k in ("loss", "val_accuracy") if k in row)
-                of = f"/{self.epochs}" if self.epochs else ""
-                _say(self.progress, f"    epoch {int(row['epoch'])}{of}: {figures}")
-            self._seen = max(self._seen, len(history))
+            for line in lines:
+                _say(self.progress, line)
 
 
 def _read_manifest(path: Path, name: str, parameters: dict) -> dict:

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifarlib.callbacks import EpochProgress, EpochTimer, describe_epoch
+from cifarlib.callbacks import EpochProgress, EpochTimer
+from cifarlib.formatting import describe_epoch
 
 
 def test_epoch_line_orders_metrics_and_says_time_and_rate_apart():

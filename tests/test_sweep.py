@@ -68,7 +68,7 @@ def test_every_kind_of_failure_is_recorded_and_the_sweep_goes_on(tmp_path, noteb
     assert "run 2/5: batch 2 (faults-b2): FAILED (DeadKernelError" in out
     assert "run 5/5: batch 5 (faults-b5): done" in out
     # The epochs come from the run's history.csv while the notebook runs.
-    assert "    epoch 2/2: loss 1.5000, val_accuracy 0.4000" in out
+    assert "    epoch 2/2: loss 1.5000, validation accuracy 40.00%" in out
     manifest = json.loads((workspace / "sweeps" / "faults" / "sweep.json").read_text())
     assert manifest["runs"]["faults-b3"]["status"] == "failed"
 
@@ -96,3 +96,16 @@ def test_cli_exits_non_zero_when_a_run_failed(tmp_path, notebook):
     )
     assert done.returncode == 1, done.stderr[-2000:]
     assert "cli-b3" in done.stdout and "failed" in done.stdout and "completed" in done.stdout
+
+
+def test_the_watcher_reads_the_epoch_count_from_the_run(tmp_path):
+    from cifarlib.sweep import _EpochWatcher
+
+    run = storage.open_workspace(tmp_path).run("watched")
+    run.path.mkdir(parents=True)
+    watcher = _EpochWatcher(run, None, progress=True)  # no epochs parameter: the preset's count
+    assert watcher.new_lines() == []
+    (run.path / "config.json").write_text('{"epochs": 7}')
+    (run.path / "history.csv").write_text("epoch,loss,val_accuracy,seconds\n1,2.0,0.3,1.25\n")
+    assert watcher.new_lines() == ["    epoch 1/7: loss 2.0000, validation accuracy 30.00%; 1.2 s"]
+    assert watcher.new_lines() == []
