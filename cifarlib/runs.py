@@ -110,15 +110,17 @@ def _check_best_model(run: storage.RunFolder) -> None:
     best = run.file(storage.BEST_MODEL_FILE)
     if best.is_file():
         return
-    if not run.completed and not run.file(storage.BACKUP_DIR).is_dir() and len(run.read_history()) == 0:
+    backup = storage.recover_tree(run.file(storage.BACKUP_DIR))
+    if not run.completed and backup is None and len(run.read_history()) == 0:
         raise WorkspaceError(f"{best}: missing; run {run.run_id!r} has not finished an epoch yet")
     raise WorkspaceError(f"{best}: missing; {_recovery(run)}")
 
 
 def _recovery(run: storage.RunFolder) -> str:
     """How to get a run's best model back: resume from its backup, or retrain (a completed run keeps none)."""
-    saved = run.file(storage.BACKUP_DIR) / storage.BEST_MODEL_FILE
-    if not run.completed and saved.is_file():
+    # A kill between the two renames of a backup swap leaves the backup aside; a resume renames it back.
+    backup = storage.recover_tree(run.file(storage.BACKUP_DIR))
+    if not run.completed and backup is not None and (backup / storage.BEST_MODEL_FILE).is_file():
         return (
             f"run {run.run_id!r} is unfinished and its backup holds a copy: train it again with the same settings "
             "and run id to resume, which restores best.keras"

@@ -260,7 +260,7 @@ def atomic_replace_tree(source: Path, destination: Path) -> None:
     """
     parent = destination.parent
     fresh = parent / f".{destination.name}.new"
-    aside = parent / f".{destination.name}.old"
+    aside = aside_path(destination)
     try:
         shutil.rmtree(fresh, ignore_errors=True)
         shutil.copytree(source, fresh)
@@ -276,11 +276,16 @@ def atomic_replace_tree(source: Path, destination: Path) -> None:
         raise _workspace_error(destination, error) from error
 
 
+def aside_path(destination: Path) -> Path:
+    """Where ``atomic_replace_tree`` keeps the old folder between its two renames (``.backup.old``)."""
+    return destination.parent / f".{destination.name}.old"
+
+
 def recover_tree(destination: Path) -> Path | None:
     """The folder ``atomic_replace_tree`` left: the destination, else its aside copy, else ``None``."""
     if destination.is_dir():
         return destination
-    aside = destination.parent / f".{destination.name}.old"
+    aside = aside_path(destination)
     return aside if aside.is_dir() else None
 
 
@@ -464,7 +469,7 @@ class RunLock:
             raise RuntimeError("remove_temporaries() needs the lock held")
         removed = []
         backup = self.run.path / BACKUP_DIR
-        aside = self.run.path / f".{BACKUP_DIR}.old"
+        aside = aside_path(backup)
         if aside.is_dir():
             if backup.is_dir():
                 shutil.rmtree(aside, ignore_errors=True)

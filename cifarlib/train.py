@@ -381,8 +381,9 @@ def _clear_run_folder(run: storage.RunFolder) -> None:
 
 def _has_trained(run: storage.RunFolder) -> bool:
     """Whether the run folder holds any finished epoch (a backup, a history or a summary)."""
-    names = (storage.BACKUP_DIR, f".{storage.BACKUP_DIR}.old", storage.HISTORY_FILE, storage.SUMMARY_FILE)
-    return any(run.file(name).exists() for name in names)
+    if storage.recover_tree(run.file(storage.BACKUP_DIR)) is not None:
+        return True
+    return any(run.file(name).exists() for name in (storage.HISTORY_FILE, storage.SUMMARY_FILE))
 
 
 def _refuse_other_settings(run: storage.RunFolder, config: RunConfig) -> None:

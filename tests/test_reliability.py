@@ -212,3 +212,16 @@ def test_a_run_finished_meanwhile_is_tidied_under_the_lock_already_held(tmp_path
     result = train(config, tmp_path / "ws", run_id="raced", verbose=0)
     assert result.summary == json.loads(summary)
     assert not (run_dir / storage.BACKUP_DIR).exists() and not (run_dir / storage.LOCK_FILE).exists()
+
+
+def test_a_backup_left_aside_counts_for_recovery(tmp_path):
+    from cifarlib.runs import evaluate_run
+
+    # A kill between the two renames of a backup swap: only the aside copy holds the best model.
+    run = storage.open_workspace(tmp_path / "ws").run("aside")
+    aside = storage.aside_path(run.file(storage.BACKUP_DIR))
+    aside.mkdir(parents=True)
+    (aside / storage.BEST_MODEL_FILE).write_bytes(b"a saved model")
+    (run.path / storage.CONFIG_FILE).write_text(RunConfig(**TINY).to_json())
+    with pytest.raises(WorkspaceError, match="unfinished and its backup holds a copy"):
+        evaluate_run("aside", tmp_path / "ws")
