@@ -325,7 +325,6 @@ def _train(args) -> int:
         f"run {result.run_id}: {summary.get('epochs_run')} epochs, best epoch {summary.get('best_epoch')}, "
         f"test accuracy {format_accuracy(summary.get('test_accuracy'), missing='n/a (no test set)')}"
     )
-    print(f"saved in {result.run_dir}")
     return 0
 
 

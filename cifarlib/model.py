@@ -23,12 +23,11 @@ import numpy as np
 from keras import layers
 
 from cifarlib.augment import RandomCropFlip
-from cifarlib.config import BATCH_NORM_PLACES, REFERENCE_MODULES, Architecture, RunConfig, preset_architecture
+from cifarlib.config import BATCH_NORM_PLACES, Architecture, RunConfig, preset_architecture
 from cifarlib.data import IMAGE_SHAPE, NUM_CLASSES
 
 # The reference's L2 factor on every conv kernel and hidden dense kernel (the building blocks' default).
 REFERENCE_L2 = Architecture().l2
-SEED_MODULES = REFERENCE_MODULES  # the name earlier versions used
 # Mean and standard deviation of each colour channel over the 50,000 CIFAR-10 training images, in [0, 1]
 # units; used when no statistics of the actual training data are passed.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

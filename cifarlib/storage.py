@@ -153,7 +153,7 @@ class Workspace:
         return RunFolder(self.runs_dir / run_id)
 
     def runs(self) -> list[RunFolder]:
-        """Every run folder, oldest first (run ids sort by time)."""
+        """Every run folder, in the order of their names (``cifarlib.results.runs_table`` orders by start)."""
         if not self.runs_dir.is_dir():
             return []
         return [

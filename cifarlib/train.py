@@ -602,8 +602,6 @@ def _tensorflow_version() -> str | None:
 
 
 def _json(values: dict) -> str:
-    import json
-
     return json.dumps(values, indent=2, sort_keys=True, default=str)
 
 

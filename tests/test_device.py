@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from cifarlib.bench import forward_multiply_adds, training_flops_per_image
-from cifarlib.config import RunConfig
+from cifarlib.config import REFERENCE_MODULES, RunConfig
 from cifarlib.device import DeviceInfo, choose_jit_compile, choose_precision, plan_device
 from cifarlib.errors import RunConfigError
 from cifarlib.formatting import format_accuracy
 from cifarlib.memory import warn_if_too_big
-from cifarlib.model import SEED_MODULES, build_inception
+from cifarlib.model import build_inception
 from cifarlib.pipeline import make_inputs
 
 H200 = DeviceInfo("gpu", "NVIDIA H200", 1, (9, 0))
@@ -108,7 +108,7 @@ def test_pipeline_keeps_uint8_and_shuffles_reproducibly():
 def test_flop_count_matches_the_topology():
     model = build_inception("reference")
     expected, channels, size = 0, 3, 32
-    for f1, f3r, f3, f5r, f5, fp in SEED_MODULES:
+    for f1, f3r, f3, f5r, f5, fp in REFERENCE_MODULES:
         expected += size * size * (channels * (f1 + f3r + f5r + fp) + 9 * f3r * f3 + 25 * f5r * f5)
         channels, size = f1 + f3 + f5 + fp, size // 2
     expected += 512 * 128 + 128 * 64 + 64 * 10
@@ -132,7 +132,7 @@ def test_two_replica_mirrored_run_on_two_logical_cpus(tmp_path, small_archive):
         import json, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from cifarlib.config import RunConfig
+        from cifarlib.config import REFERENCE_MODULES, RunConfig
         from cifarlib.train import train
         config = RunConfig(data={str(small_archive)!r}, width=0.25, batch_size=25, epochs=2, distribute="mirrored")
         result = train(config, {str(tmp_path / "ws")!r}, run_id="mirrored", verbose=0)

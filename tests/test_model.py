@@ -5,7 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from cifarlib.model import SEED_MODULES, build_inception, dense_block, inception_module
+from cifarlib.config import REFERENCE_MODULES
+from cifarlib.model import build_inception, dense_block, inception_module
 
 
 def reference_param_count(modules, head, channels=3, classes=10):
@@ -31,7 +32,7 @@ def test_seed_network_is_the_reference():
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 1_416_930
     assert model.count_params() - trainable == 3_904
-    assert reference_param_count(SEED_MODULES, (128, 64)) == 1_420_834
+    assert reference_param_count(REFERENCE_MODULES, (128, 64)) == 1_420_834
     concat_shapes = [model.get_layer(f"inception_{i}_concat").output.shape for i in range(1, 5)]
     assert concat_shapes == [(None, 32, 32, 256), (None, 16, 16, 480), (None, 8, 8, 512), (None, 4, 4, 512)]
     assert model.get_layer("flatten").output.shape == (None, 512)
@@ -46,7 +47,7 @@ def test_layer_names_are_clean():
 
 def test_narrow_network_scales_every_count():
     model = build_inception("reference", width=0.25)
-    narrow = [tuple(max(1, round(f * 0.25)) for f in module) for module in SEED_MODULES]
+    narrow = [tuple(max(1, round(f * 0.25)) for f in module) for module in REFERENCE_MODULES]
     assert model.count_params() == reference_param_count(narrow, (32, 16))
     assert model.get_layer("inception_1_concat").output.shape == (None, 32, 32, 16 + 32 + 8 + 8)
     probabilities = model.predict(np.zeros((3, 32, 32, 3), np.uint8), verbose=0)
