@@ -57,14 +57,19 @@ BENCH_STEPS_FLAG = $(if $(BENCH_STEPS),--steps $(BENCH_STEPS))
 bench: install
 	$(BIN)/python -m cifarlib bench $(BATCH_FLAG) $(BENCH_STEPS_FLAG)
 
-# `make bench-accuracy`: the real training images (skips cleanly where absent). ACCURACY_DATA, ACCURACY_EPOCHS,
+# `make bench-accuracy`: the real training images, ACCURACY_DATA or else CIFARLIB_ACCURACY_DATA (skips cleanly
+# where neither is set; a path named that does not exist is an error). ACCURACY_DATA, ACCURACY_EPOCHS,
 # ACCURACY_SEEDS, ACCURACY_WIDTH and ACCURACY_RECIPES are passed only when set (the command's defaults otherwise).
 ACCURACY_FLAGS = $(if $(ACCURACY_DATA),--data $(ACCURACY_DATA)) $(if $(ACCURACY_EPOCHS),--epochs $(ACCURACY_EPOCHS)) \
 	$(if $(ACCURACY_SEEDS),--seeds $(ACCURACY_SEEDS)) $(if $(ACCURACY_WIDTH),--width $(ACCURACY_WIDTH)) \
 	$(if $(ACCURACY_RECIPES),--recipes $(ACCURACY_RECIPES))
 
 bench-accuracy: install
-	$(BIN)/python -m cifarlib bench-accuracy $(ACCURACY_FLAGS) --workspace $(WORKSPACE)
+	@if [ -z "$(ACCURACY_DATA)" ] && [ -z "$$CIFARLIB_ACCURACY_DATA" ]; then \
+		echo "make bench-accuracy: skipped (no training images named: set ACCURACY_DATA=PATH or CIFARLIB_ACCURACY_DATA)"; \
+	else \
+		$(BIN)/python -m cifarlib bench-accuracy $(ACCURACY_FLAGS) --workspace $(WORKSPACE); \
+	fi
 
 # `make gpu-check OUT=folder`: the GPU path checked in one command, one report (docs/gpu-check.md). No .venv: on a
 # GPU machine without network it runs on that machine's Python, with what `make gpu-carry` put in .gpu-carry/.

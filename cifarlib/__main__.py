@@ -244,7 +244,7 @@ def _bench_accuracy_arguments(accuracy: argparse.ArgumentParser) -> None:
     from cifarlib.bench_accuracy import accuracy_benchmark
 
     accuracy.add_argument(
-        "--data", help="the real training images (default: ../shared/data/cifar10-jpeg-train.tar.gz)"
+        "--data", help="the real CIFAR-10 training images, a .tar.gz (default: $CIFARLIB_ACCURACY_DATA)"
     )
     epochs = _function_default(accuracy_benchmark, "epochs")
     accuracy.add_argument(
@@ -432,23 +432,21 @@ def _bench(args) -> int:
 
 
 def _bench_accuracy(args) -> int:
-    from cifarlib.bench_accuracy import DEFAULT_DATA, accuracy_benchmark, format_accuracy_table
+    from cifarlib.bench_accuracy import DATA_VARIABLE, accuracy_benchmark, default_data, format_accuracy_table
 
-    data = args.data or DEFAULT_DATA
-    try:
-        table = accuracy_benchmark(
-            data,
-            epochs=args.epochs,
-            recipes=tuple(args.recipes.split(",")),
-            seeds=tuple(int(s) for s in args.seeds.split(",")),
-            workspace=args.workspace,
-            width=args.width,
-            train_size=args.train_size,
-            batch_size=args.batch_size,
-        )
-    except FileNotFoundError as error:
-        print(f"bench-accuracy skipped: {error}")
-        return 0
+    data = args.data or default_data()
+    if data is None:
+        raise ValueError(f"--data is required: the real CIFAR-10 training images (or set ${DATA_VARIABLE})")
+    table = accuracy_benchmark(
+        data,
+        epochs=args.epochs,
+        recipes=tuple(args.recipes.split(",")),
+        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        workspace=args.workspace,
+        width=args.width,
+        train_size=args.train_size,
+        batch_size=args.batch_size,
+    )
     print(format_accuracy_table(table))
     return 0
 

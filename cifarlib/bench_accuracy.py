@@ -32,13 +32,18 @@ from cifarlib.train import train
 
 log = logging.getLogger(__name__)
 
-# The real training images the project keeps beside the repository (never committed): see shared/data/README.
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg-train.tar.gz"
+# Where the real training images are when --data is not given (they are never part of the package).
+DATA_VARIABLE = "CIFARLIB_ACCURACY_DATA"
 VALIDATION_FRACTION = 0.1  # 45,000 / 5,000 of the 50,000 training images
 
 
+def default_data() -> str | None:
+    """The real training images named by ``$CIFARLIB_ACCURACY_DATA``, or ``None`` where it is unset."""
+    return os.environ.get(DATA_VARIABLE) or None
+
+
 def accuracy_benchmark(
-    data: str | os.PathLike = DEFAULT_DATA,
+    data: str | os.PathLike,
     *,
     epochs: int = 10,
     recipes: tuple[str, ...] = ("reference", "tuned"),
@@ -55,8 +60,8 @@ def accuracy_benchmark(
     data = Path(data).expanduser().resolve()
     if not data.exists():
         raise FileNotFoundError(
-            f"{data}: the real CIFAR-10 training images are not here; the accuracy benchmark needs them "
-            "(see shared/data/README.md), so it was skipped"
+            f"{data}: no such file; the accuracy benchmark needs the real CIFAR-10 training images "
+            "(a .tar.gz of the images, or a CIFAR-10 python archive)"
         )
     workspace = as_workspace(workspace)
     columns, final, tta = {}, {}, {}

@@ -328,12 +328,16 @@ def test_download_can_be_interrupted():
 
 
 def test_real_training_images_load(tmp_path):
-    """The real CIFAR-10 training images kept beside the repository (never committed), where present."""
-    from cifarlib.bench_accuracy import DEFAULT_DATA
+    """The real CIFAR-10 training images ($CIFARLIB_ACCURACY_DATA, else kept beside a development checkout; never
+    committed), where present."""
+    from cifarlib.bench_accuracy import default_data
 
-    if not DEFAULT_DATA.exists():
-        pytest.skip(f"{DEFAULT_DATA} is absent: the real images are only on the development machines")
-    (x_train, y_train), (x_test, _) = data.load_cifar10(DEFAULT_DATA)
+    images = Path(
+        default_data() or Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg-train.tar.gz"
+    )
+    if not images.exists():
+        pytest.skip(f"{images} is absent: the real images are only on the development machines")
+    (x_train, y_train), (x_test, _) = data.load_cifar10(images)
     assert (
         x_train.shape == (50_000, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (0, 32, 32, 3)
     )

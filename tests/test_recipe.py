@@ -1,6 +1,7 @@
 """Issue 6: the pieces of the tuned recipe on synthetic data, and the accuracy benchmark's plumbing."""
 
 import math
+import os
 import subprocess
 import sys
 import tarfile
@@ -191,13 +192,25 @@ def test_every_setting_is_a_documented_flag():
         assert field.metadata["help"].split(" ")[0] in done.stdout
 
 
-def test_accuracy_benchmark_skips_without_data(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "cifarlib", "bench-accuracy", "--data", str(tmp_path / "absent.tar.gz")],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0 and "bench-accuracy skipped" in done.stdout and "absent.tar.gz" in done.stdout
+def test_accuracy_benchmark_needs_its_images(tmp_path):
+    command = [sys.executable, "-m", "cifarlib", "bench-accuracy", "--workspace", str(tmp_path / "ws")]
+    environment = {k: v for k, v in os.environ.items() if k != "CIFARLIB_ACCURACY_DATA"}
+    # An explicit path that does not exist, given as a flag or by the environment, is an error.
+    absent = str(tmp_path / "absent.tar.gz")
+    for extra, env in (
+        (["--data", absent], environment),
+        ([], {**environment, "CIFARLIB_ACCURACY_DATA": absent}),
+    ):
+        done = subprocess.run(command + extra, capture_output=True, text=True, env=env)
+        assert done.returncode == 1 and done.stderr.startswith("cifarlib bench-accuracy: error: "), (
+            done.stderr
+        )
+        assert f"{absent}: no such file" in done.stderr and len(done.stderr.splitlines()) == 1
+    # None named: a one-line error naming --data and the variable.
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert "--data is required" in done.stderr and "CIFARLIB_ACCURACY_DATA" in done.stderr
+    assert not (tmp_path / "ws").exists()
 
 
 def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monkeypatch):
