@@ -1,7 +1,7 @@
 """Soak test: SIGKILL real training runs at random moments and check that nothing saved is lost or corrupted.
 
 ``python -m cifarlib.soak --kills 20`` (``make soak``) trains a tiny network on synthetic data with the real
-command line, kills it at a random moment of its training (from its first epoch to its summary), inspects the
+command line, kills it at a random moment of its training (from the line naming the run to its summary), inspects the
 run folder, and runs the same command again to resume, until the run completes; then starts the next run, until
 the number of kills is reached. It prints, per kill and in total:
 
@@ -179,11 +179,15 @@ def soak(
         totals["runs"] += 1
         # Epochs the run folder can resume from when the next process starts; it trains on from there.
         resumable = 0
+        # A kill that let the run save nothing new leaves the next process alone: otherwise a phase longer than
+        # the drawn kill times (building the network and the final evaluation, after the last epoch) would be
+        # killed over and over, and the soak would never get past it.
+        stalled = False
         while True:
             training = Training(command(run_id), env)
             # A resumed process has only the remaining epochs (and the final evaluation) left to train.
             remaining = window * (epochs - resumable + 1) / (epochs + 1)
-            if totals["kills"] < kills and training.kill_after(rng.uniform(0, remaining)):
+            if not stalled and totals["kills"] < kills and training.kill_after(rng.uniform(0, remaining)):
                 totals["kills"] += 1
                 found = inspect_run(run_dir)
                 lost = max(0, resumable + training.epochs_done - found.resumable_epochs)
@@ -194,6 +198,7 @@ def soak(
                     f"kill {totals['kills']:2d} ({run_id}): resumable at epoch {found.resumable_epochs}, "
                     f"history {found.history_epochs}, lost {lost}, corrupt {found.corrupt or 'none'}"
                 )
+                stalled = found.resumable_epochs <= resumable
                 resumable = found.resumable_epochs
                 continue
             code = training.wait()
