@@ -14,6 +14,7 @@ every other code cell starts with ``# NBVAL_IGNORE_OUTPUT`` and is written witho
 from __future__ import annotations
 
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -388,7 +389,15 @@ def settings_cell(notebook: Notebook) -> str:
     arguments = [f'"{notebook.name}"', *(f"{name}={name}" for name, _, _ in notebook.parameters)]
     call = f"params = cifarlib.notebook_parameters({', '.join(arguments)})"
     if len(call) > LINE_LENGTH:
-        call = "params = cifarlib.notebook_parameters(\n" + "".join(f"    {a},\n" for a in arguments) + ")"
+        # Several arguments per line, so the cell stays short.
+        packed = textwrap.fill(
+            ", ".join(arguments),
+            LINE_LENGTH,
+            initial_indent="    ",
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+        )
+        call = f"params = cifarlib.notebook_parameters(\n{packed},\n)"
     return f"{call}\n{notebook.settings}" if notebook.settings else call
 
 
