@@ -345,9 +345,11 @@ def _keras_or_synthetic() -> str:
 
 
 def _runs(args) -> int:
-    from cifarlib.results import format_runs_table, runs_table
+    from cifarlib import storage
+    from cifarlib.results import describe_runs, runs_table
 
-    print(format_runs_table(runs_table(args.workspace, sweep=args.sweep)))
+    workspace = storage.as_workspace(args.workspace, create=False)
+    print(describe_runs(runs_table(workspace, sweep=args.sweep), workspace, sweep=args.sweep))
     return 0
 
 

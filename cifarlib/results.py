@@ -77,7 +77,7 @@ def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None =
 
     With ``sweep``, only the runs that sweep made (listed in its manifest, ``sweeps/<name>/``).
     """
-    workspace = storage.as_workspace(workspace)
+    workspace = storage.as_workspace(workspace, create=False)
     runs = workspace.runs()
     failed = set()
     if sweep is not None:
@@ -571,7 +571,7 @@ def write_plots(
     import matplotlib.pyplot as plt
 
     matplotlib.use("Agg")
-    workspace = storage.as_workspace(workspace)
+    workspace = storage.as_workspace(workspace, create=False)
     table = runs_table(workspace, sweep=sweep)
     if table.empty and run_id is None:
         raise WorkspaceError(no_runs_message(workspace, sweep=sweep))

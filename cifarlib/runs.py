@@ -66,7 +66,7 @@ def evaluate_run(
 
 def finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunConfig]:
     """A run that has a ``best.keras``, and its stored config with the non-``None`` ``changes`` applied."""
-    run = storage.as_workspace(workspace).run(run_id)
+    run = storage.as_workspace(workspace, create=False).run(run_id)
     stored = run.read_json(storage.CONFIG_FILE)
     if stored is None:
         raise WorkspaceError(f"{run.path}: no run there (missing {storage.CONFIG_FILE})")

@@ -187,6 +187,7 @@ def open_workspace(
     *,
     drive_folder: str = DEFAULT_DRIVE_FOLDER,
     mount_drive: bool | None = None,
+    create: bool = True,
 ) -> Workspace:
     """Open (and create) the workspace: Google Drive in Colab, else a local folder.
 
@@ -194,6 +195,8 @@ def open_workspace(
         path: a local folder; overrides Drive and ``$CIFARLIB_HOME``.
         drive_folder: the folder under ``MyDrive`` used in Colab.
         mount_drive: ``None`` mounts Drive only in Colab and only when no ``path`` was given.
+        create: ``False`` for commands that only read runs: a folder that does not exist is then an error
+            instead of a new, empty workspace (a mistyped ``--workspace`` leaves no stray folder behind).
     """
     if mount_drive is None:
         mount_drive = path is None and in_colab()
@@ -202,6 +205,8 @@ def open_workspace(
     else:
         chosen = path if path is not None else os.environ.get("CIFARLIB_HOME", DEFAULT_LOCAL_WORKSPACE)
         root, on_drive = Path(chosen).expanduser(), False
+    if not create and not root.is_dir():
+        raise WorkspaceError(f"workspace {root}: no such folder (expected a folder that holds runs/)")
     try:
         (root / "runs").mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -209,9 +214,12 @@ def open_workspace(
     return Workspace(root=root.resolve(), on_drive=on_drive)
 
 
-def as_workspace(workspace: "Workspace | str | os.PathLike | None") -> Workspace:
-    """A ``Workspace`` as it is; a folder or ``None`` through ``open_workspace`` (what every API that takes one does)."""
-    return workspace if isinstance(workspace, Workspace) else open_workspace(workspace)
+def as_workspace(workspace: "Workspace | str | os.PathLike | None", *, create: bool = True) -> Workspace:
+    """A ``Workspace`` as it is; a folder or ``None`` through ``open_workspace`` (what every API that takes one does).
+
+    ``create=False`` is for readers: a folder that does not exist is an error, not a new workspace.
+    """
+    return workspace if isinstance(workspace, Workspace) else open_workspace(workspace, create=create)
 
 
 def _mount_drive(drive_folder: str) -> Path:

@@ -182,6 +182,18 @@ def test_empty_workspace_says_where_it_looked(tmp_path):
         results.write_plots(tmp_path)
 
 
+def test_reading_a_workspace_that_does_not_exist_names_it_and_creates_nothing(tmp_path):
+    missing = tmp_path / "mistyped"
+    for read in (results.runs_table, results.write_plots):
+        with pytest.raises(WorkspaceError, match=r"workspace .*mistyped: no such folder"):
+            read(missing)
+    from cifarlib.runs import evaluate_run
+
+    with pytest.raises(WorkspaceError, match=r"workspace .*mistyped: no such folder"):
+        evaluate_run("some-run", missing)
+    assert not missing.exists()
+
+
 def _overlaps(first, second) -> bool:
     return not (
         first.x1 <= second.x0 or second.x1 <= first.x0 or first.y1 <= second.y0 or second.y1 <= first.y0
