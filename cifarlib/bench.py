@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import time
 
 import keras
@@ -32,7 +33,8 @@ from cifarlib.model import build_inception
 from cifarlib.pipeline import make_inputs
 
 EPOCH_IMAGES = 50_000
-# Dense bf16/fp16 tensor-core peaks from the vendors' datasheets, TFLOP/s, by a substring of the device name.
+# Dense bf16/fp16 tensor-core peaks from the vendors' datasheets, TFLOP/s, by a word of the device name
+# ("NVIDIA A100-SXM4-80GB" has the word A100; "NVIDIA L40S" and "NVIDIA A10G" match none: a different chip).
 PEAK_TFLOPS = {
     "H200": 989.0,
     "H100": 989.0,
@@ -42,6 +44,12 @@ PEAK_TFLOPS = {
     "T4": 65.0,
     "A10": 125.0,
 }
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """The datasheet peak of the GPU named ``device_name``, or ``None`` for a chip not in ``PEAK_TFLOPS``."""
+    words = set(re.split(r"[^A-Za-z0-9]+", device_name.upper()))
+    return next((value for chip, value in PEAK_TFLOPS.items() if chip in words), None)
 
 
 def forward_multiply_adds(model: keras.Model) -> int:
@@ -190,7 +198,7 @@ def run_benchmark(
         )
     lines.append(f"speed-up: {ours['images_per_second'] / reference['images_per_second']:.2f}x")
     if plan.device.kind == "gpu":
-        peak = next((value for key, value in PEAK_TFLOPS.items() if key in plan.device.name), None)
+        peak = peak_tflops(plan.device.name)
         achieved = f"{ours['tflops']:.1f} TFLOP/s achieved"
         lines.append(
             achieved + (f" of {peak:.0f} peak ({ours['tflops'] / peak:.1%})" if peak else " (peak unknown)")

@@ -95,11 +95,11 @@ def measure_speed(
 
     from cifarlib.bench import (
         EPOCH_IMAGES,
-        PEAK_TFLOPS,
         _peak_memory_bytes,
         _reset_peak_memory,
         forward_multiply_adds,
         measure_throughput,
+        peak_tflops,
         training_flops_per_image,
     )
     from cifarlib.config import RunConfig
@@ -108,7 +108,7 @@ def measure_speed(
     backend = keras.backend.backend()
     plan = plan_device(RunConfig.from_preset(REFERENCE_PRESET))
     on_gpu = plan.device.kind == "gpu"
-    peak = next((value for key, value in PEAK_TFLOPS.items() if key in plan.device.name), None)
+    peak = peak_tflops(plan.device.name)
     network = build_reference_network()
     report = {
         **_process_facts(),

@@ -126,6 +126,23 @@ def _run_python(code: str, **env) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("Tesla T4", 65.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA L40S", None),  # not an L4
+        ("NVIDIA A10G", None),  # not an A10
+    ],
+)
+def test_peak_is_looked_up_by_the_chip_word_of_the_device_name(name, peak):
+    from cifarlib.bench import peak_tflops
+
+    assert peak_tflops(name) == peak
+
+
 def test_two_replica_mirrored_run_on_two_logical_cpus(tmp_path, small_archive):
     done = _run_python(
         f"""
