@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -36,6 +37,15 @@ __all__ = ["run_sweep", "sweep_outcomes"]
 # How often the progress watcher looks for a new epoch in the running run's history.csv.
 PROGRESS_POLL_SECONDS = 2.0
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def _kernel_config():
+    """Where the platform has Unix sockets, the kernel talks to papermill over them instead of local TCP ports:
+    no other user of the machine can connect, and ipykernel has no reason to warn, for every run, that the
+    traffic is unencrypted."""
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
 
 
 def run_sweep(
@@ -101,6 +111,7 @@ def run_sweep(
                     "verbose": 2,
                 },
                 kernel_name=kernel_name,
+                config=_kernel_config(),
                 progress_bar=False,
                 execution_timeout=cell_timeout,
                 cwd=str(notebook.parent),
