@@ -139,19 +139,27 @@ def format_runs_table(table: pd.DataFrame) -> str:
     """The table as fixed-width text: accuracies in percent, times in seconds, the data source by its name."""
     if table.empty:
         return "no runs yet"
-    shown = table.copy()
-    for column in ("best_val_accuracy", "test_accuracy"):
-        shown[column] = shown[column].map(format_accuracy)
-    for column in ("seconds_per_epoch", "total_seconds"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
-    for column in ("epochs_run", "best_epoch", "batch_size", "seed"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    shown = _formatted(
+        table,
+        tenths=("seconds_per_epoch", "total_seconds"),
+        whole=("epochs_run", "best_epoch", "batch_size", "seed"),
+    )
     shown["data"] = shown["data"].map(data_name)
     shown["created"] = shown["created"].map(lambda t: "" if pd.isna(t) else f"{t:%Y-%m-%d %H:%M}")
-    shown = shown.rename(
-        columns={"seconds_per_epoch": "s_per_epoch", "total_seconds": "total_s", "created": "started_utc"}
-    )
-    return shown.fillna("").to_string(index=False)
+    return shown.rename(columns={"created": "started_utc"}).fillna("").to_string(index=False)
+
+
+def _formatted(frame: pd.DataFrame, *, tenths: tuple[str, ...], whole: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A copy of ``frame`` for printing: accuracies in percent, ``tenths`` to one decimal, ``whole`` as
+    integers (blank where missing), and the time columns under their short names."""
+    shown = frame.copy()
+    for column in ("best_val_accuracy", "test_accuracy"):
+        shown[column] = shown[column].map(format_accuracy)
+    for column in tenths:
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    for column in whole:
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    return shown.rename(columns={"seconds_per_epoch": "s_per_epoch", "total_seconds": "total_s"})
 
 
 def describe_runs(table: pd.DataFrame, workspace, *, sweep: str | None = None) -> str:
@@ -306,19 +314,8 @@ def format_batch_size_analysis(analysis: pd.DataFrame) -> str:
     """The analysis as text: accuracies in percent, times in seconds."""
     if analysis.empty:
         return "no completed runs to compare yet"
-    shown = analysis.copy()
-    for column in ("best_val_accuracy", "test_accuracy"):
-        shown[column] = shown[column].map(format_accuracy)
-    for column in ("seconds_per_epoch", "total_seconds", "best_epoch"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
-    shown = shown.rename(
-        columns={
-            "seconds_per_epoch": "s_per_epoch",
-            "total_seconds": "total_s",
-            "best_epoch": "best_epoch_mean",
-        }
-    )
-    return shown.fillna("").to_string(index=False)
+    shown = _formatted(analysis, tenths=("seconds_per_epoch", "total_seconds", "best_epoch"))
+    return shown.rename(columns={"best_epoch": "best_epoch_mean"}).fillna("").to_string(index=False)
 
 
 def describe_batch_sizes(table: pd.DataFrame) -> str:
