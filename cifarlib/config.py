@@ -144,33 +144,25 @@ def _recipe(name: str, help_text: str):
     return field(default=PRESETS[DEFAULT_PRESET][name], metadata={"help": help_text, "recipe": True})
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """Everything that shapes the network (``cifarlib.model.build_inception`` builds one of these)."""
-
-    modules: tuple[tuple[int, ...], ...] = REFERENCE["modules"]
-    head_units: tuple[int, ...] = REFERENCE["head_units"]
-    head_dropout: float = REFERENCE["head_dropout"]
-    batch_norm: str = REFERENCE["batch_norm"]
-    module_dropout: float = REFERENCE["module_dropout"]
-    l2: float = REFERENCE["l2"]
-    head_pool: str = REFERENCE["head_pool"]
-    normalization: str = REFERENCE["normalization"]
-    crop_padding: int = REFERENCE["crop_padding"]
-    stem: str = REFERENCE["stem"]
-    batch_norm_momentum: float = REFERENCE["batch_norm_momentum"]
-    batch_norm_scale: bool = REFERENCE["batch_norm_scale"]
-    logit_temperature: float = REFERENCE["logit_temperature"]
-    activation: str = REFERENCE["activation"]
-    identity_init: bool = REFERENCE["identity_init"]
-
-    def __post_init__(self):
-        problems = list(_architecture_problems(self))
-        if problems:
-            raise ValueError("invalid architecture: " + "; ".join(problems))
-
-
-ARCHITECTURE_FIELDS = tuple(f.name for f in dataclasses.fields(Architecture))
+# The RunConfig fields that shape the network (build_inception builds an Architecture of them); each is declared,
+# with its type and help, once in RunConfig.
+ARCHITECTURE_FIELDS = (
+    "modules",
+    "head_units",
+    "head_dropout",
+    "batch_norm",
+    "module_dropout",
+    "l2",
+    "head_pool",
+    "normalization",
+    "crop_padding",
+    "stem",
+    "batch_norm_momentum",
+    "batch_norm_scale",
+    "logit_temperature",
+    "activation",
+    "identity_init",
+)
 
 
 def preset_architecture(preset: str) -> Architecture:
@@ -366,6 +358,28 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _check_architecture(architecture) -> None:
+    problems = list(_architecture_problems(architecture))
+    if problems:
+        raise ValueError("invalid architecture: " + "; ".join(problems))
+
+
+# Everything that shapes the network: RunConfig's ARCHITECTURE_FIELDS, with the reference network's values as
+# defaults, so ``Architecture()`` is the reference network.
+Architecture = dataclasses.make_dataclass(
+    "Architecture",
+    [(name, RunConfig.__annotations__[name], field(default=REFERENCE[name])) for name in ARCHITECTURE_FIELDS],
+    frozen=True,
+    namespace={
+        "__doc__": "Everything that shapes the network (``cifarlib.model.build_inception`` builds one of these).",
+        "__post_init__": _check_architecture,
+    },
+)
+Architecture.__module__ = (
+    __name__  # pickling and reprs find it here (make_dataclass's module= needs Python 3.12)
+)
 
 
 def monitor_mode(monitor: str) -> str:
