@@ -346,9 +346,15 @@ def _keras_or_synthetic() -> str:
 
 def _runs(args) -> int:
     from cifarlib import storage
-    from cifarlib.results import describe_runs, runs_table
+    from cifarlib.errors import MissingWorkspaceError
+    from cifarlib.results import describe_runs, no_runs_message, runs_table
 
-    workspace = storage.as_workspace(args.workspace, create=False)
+    try:
+        workspace = storage.as_workspace(args.workspace, create=False)
+    except MissingWorkspaceError as error:
+        # A fresh machine, or a mistyped folder: nothing to list, and the sentence names where it looked.
+        print(no_runs_message(storage.Workspace(root=error.root, on_drive=False), sweep=args.sweep))
+        return 0
     print(describe_runs(runs_table(workspace, sweep=args.sweep), workspace, sweep=args.sweep))
     return 0
 

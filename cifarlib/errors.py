@@ -22,6 +22,14 @@ class WorkspaceError(CifarlibError, OSError):
     """The workspace (a Drive folder or a local one) cannot be read or written."""
 
 
+class MissingWorkspaceError(WorkspaceError):
+    """A command that only reads runs was pointed at a workspace folder that does not exist (``.root``)."""
+
+    def __init__(self, message: str, root):
+        super().__init__(message)
+        self.root = root
+
+
 class RunConfigError(CifarlibError, ValueError):
     """A run's settings are invalid or disagree with the run already on disk."""
 

@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cifarlib.errors import RunLockedError, WorkspaceError
+from cifarlib.errors import MissingWorkspaceError, RunLockedError, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,9 @@ def open_workspace(
         chosen = path if path is not None else os.environ.get("CIFARLIB_HOME", DEFAULT_LOCAL_WORKSPACE)
         root, on_drive = Path(chosen).expanduser(), False
     if not create and not root.is_dir():
-        raise WorkspaceError(f"workspace {root}: no such folder (expected a folder that holds runs/)")
+        raise MissingWorkspaceError(
+            f"workspace {root}: no such folder (expected a folder that holds runs/)", root.resolve()
+        )
     try:
         (root / "runs").mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -191,6 +191,17 @@ def test_reading_a_workspace_that_does_not_exist_names_it_and_creates_nothing(tm
 
     with pytest.raises(WorkspaceError, match=r"workspace .*mistyped: no such folder"):
         evaluate_run("some-run", missing)
+    # The command line's `runs` lists nothing there, says where it looked, and exits 0 (a fresh machine).
+    import subprocess
+    import sys
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "cifarlib", "runs", "--workspace", str(missing)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert listed.returncode == 0 and listed.stdout.startswith(f"No runs yet in {missing / 'runs'}")
     assert not missing.exists()
 
 
