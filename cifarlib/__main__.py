@@ -64,6 +64,8 @@ def _comma_list(values) -> str:
 def _parser_for(name: str, kind):
     if typing.get_origin(kind) is tuple:
         return _json_list(name)
+    if any(typing.get_origin(arg) is tuple for arg in typing.get_args(kind)):
+        return _json_list(name, none=True)
     args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
 
     def parse(text: str):
@@ -82,14 +84,17 @@ def _parser_for(name: str, kind):
     return parse
 
 
-def _json_list(name: str):
+def _json_list(name: str, *, none: bool = False):
     def parse(text: str):
+        if none and text.lower() == "none":
+            return None
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = None
         if not isinstance(value, list):
-            raise argparse.ArgumentTypeError(f"expected a JSON list for {name}, got {text!r}")
+            expected = "a JSON list or none" if none else "a JSON list"
+            raise argparse.ArgumentTypeError(f"expected {expected} for {name}, got {text!r}")
         return value
 
     parse.__name__ = "JSON list"
@@ -440,7 +445,13 @@ def _bench(args) -> int:
 
 
 def _bench_accuracy(args) -> int:
-    from cifarlib.bench_accuracy import DATA_VARIABLE, accuracy_benchmark, default_data, format_accuracy_table
+    from cifarlib.bench_accuracy import (
+        DATA_VARIABLE,
+        accuracy_benchmark,
+        default_data,
+        format_accuracy_table,
+        split_recipes,
+    )
 
     data = args.data or default_data()
     if data is None:
@@ -448,7 +459,7 @@ def _bench_accuracy(args) -> int:
     table = accuracy_benchmark(
         data,
         epochs=args.epochs,
-        recipes=tuple(args.recipes.split(",")),
+        recipes=split_recipes(args.recipes),
         seeds=tuple(int(s) for s in args.seeds.split(",")),
         workspace=args.workspace,
         width=args.width,

@@ -104,6 +104,21 @@ def accuracy_benchmark(
     return table
 
 
+def split_recipes(text: str) -> tuple[str, ...]:
+    """``"tuned,tuned+pool_after=[0,2,4]"`` -> ``("tuned", "tuned+pool_after=[0,2,4]")``: commas inside a JSON
+    list belong to its value."""
+    recipes, depth, start = [], 0, 0
+    for index, character in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            recipes.append(text[start:index])
+            start = index + 1
+    recipes.append(text[start:])
+    if depth or not all(recipe.strip() for recipe in recipes):
+        raise ValueError(f"recipes: expected comma-separated recipes with balanced brackets, got {text!r}")
+    return tuple(recipe.strip() for recipe in recipes)
+
+
 def parse_recipe(recipe: str) -> tuple[str, dict]:
     """``"tuned+ema_momentum=0.99"`` -> ``("tuned", {"ema_momentum": 0.99})``; values are read as JSON, else text.
 
@@ -176,4 +191,4 @@ def _mean_and_spread(percentages: list[float]) -> str:
 
 def _safe(recipe: str) -> str:
     """A recipe as part of a run id: ``tuned+flip=alternate`` -> ``tuned-flip-alternate``."""
-    return re.sub(r"[^A-Za-z0-9._]+", "-", recipe)
+    return re.sub(r"[^A-Za-z0-9._]+", "-", recipe).strip("-")

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cifarlib.data import IMAGE_SHAPE
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import translate_problem
 
@@ -68,6 +69,8 @@ REFERENCE = {
     "activation": "relu",
     "identity_init": False,
     "flip": "random",
+    # Where the grid halves: a 2x2 max-pool after every module (None), or after the layers listed.
+    "pool_after": None,
     "ema_momentum": 0.0,
     # Data
     "validation_fraction": 0.2,
@@ -130,6 +133,19 @@ TUNED = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {"reference": REFERENCE, "tuned": TUNED}
+# Settings added after runs were first stored. A stored config.json without one of them trained with it off
+# (the reference's value), so it loads that way even where a preset has since turned it on.
+LATER_OPTIONS = (
+    "stem",
+    "batch_norm_momentum",
+    "batch_norm_scale",
+    "logit_temperature",
+    "activation",
+    "identity_init",
+    "flip",
+    "ema_momentum",
+    "pool_after",
+)
 # Names that runs written by earlier versions carry in their config.json.
 OLD_PRESET_NAMES = {"seed": "reference"}
 
@@ -162,6 +178,7 @@ ARCHITECTURE_FIELDS = (
     "logit_temperature",
     "activation",
     "identity_init",
+    "pool_after",
 )
 
 
@@ -229,6 +246,11 @@ class RunConfig:
         "each convolution starts as the identity on its first min(inputs, outputs) channels (airbench's Dirac "
         "initialisation); False: Keras's default initialisation",
     )
+    pool_after: tuple[int, ...] | None = _recipe(
+        "pool_after",
+        "2x2 max-pools after these layers, as JSON [0, 2, 4]: 0 is the stem (the normalised input, or the "
+        "whitening convolution), 1 to N the Inception modules; None: after every module (the reference)",
+    )
     flip: str = _recipe(
         "flip",
         "training flips: 'random' (each image, each step), or 'alternate' (each image mirrored every other "
@@ -288,7 +310,7 @@ class RunConfig:
 
     def __post_init__(self):
         # JSON and the command line give lists; the network sizes are kept as tuples so configs compare and hash.
-        for name in ("modules", "head_units"):
+        for name in ("modules", "head_units", "pool_after"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         # width=1 and width=1.0 are one setting: whole numbers in float fields are stored as floats, so that
         # config.json records one spelling and equal settings hash to one run id. Bools stay as given (and fail
@@ -329,11 +351,16 @@ class RunConfig:
                 f"unknown preset {preset!r} in a stored run config; expected one of {sorted(PRESETS)}"
             )
         recipe = PRESETS[preset]
+        # Early runs stored null network fields for "the preset's"; a later option's null is a value of its own.
         filled = {
-            key: recipe[key] if value is None and key in ARCHITECTURE_FIELDS else value
+            key: recipe[key]
+            if value is None and key in ARCHITECTURE_FIELDS and key not in LATER_OPTIONS
+            else value
             for key, value in known.items()
         }
-        return cls(**{**recipe, **filled, "preset": preset})
+        # A setting newer than the stored run trained as the setting's "off" value, whatever the preset says now.
+        predates = {key: REFERENCE[key] for key in LATER_OPTIONS if key not in known}
+        return cls(**{**recipe, **predates, **filled, "preset": preset})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -377,9 +404,8 @@ Architecture = dataclasses.make_dataclass(
         "__post_init__": _check_architecture,
     },
 )
-Architecture.__module__ = (
-    __name__  # pickling and reprs find it here (make_dataclass's module= needs Python 3.12)
-)
+# Pickling and reprs find it here (make_dataclass's module= needs Python 3.12).
+Architecture.__module__ = __name__
 
 
 def monitor_mode(monitor: str) -> str:
@@ -433,9 +459,7 @@ def _architecture_problems(architecture):
         yield f"crop_padding must be a non-negative integer, got {padding!r}"
     if architecture.stem not in STEMS:
         yield f"stem must be one of {STEMS}, got {architecture.stem!r}"
-    if architecture.stem == "whiten" and architecture.head_pool != "global":
-        # The whitening stem's unpadded 2x2 convolution leaves a 31x31 grid, which the modules' pooling ends at 1x1.
-        yield "stem 'whiten' needs head_pool 'global' (its grid ends at 1x1, too small for 'average2x2')"
+    yield from _pooling_problems(architecture)
     momentum = architecture.batch_norm_momentum
     if not _is_number(momentum) or not 0.0 <= momentum < 1.0:
         yield f"batch_norm_momentum must be in [0, 1), got {momentum!r}"
@@ -448,6 +472,41 @@ def _architecture_problems(architecture):
     temperature = architecture.logit_temperature
     if not _is_number(temperature) or not 0 < temperature < math.inf:
         yield f"logit_temperature must be a finite number > 0, got {temperature!r}"
+
+
+def pooled_grid_size(architecture) -> int:
+    """The side of the grid the head pools: 32, or 31 after the whitening stem's unpadded convolution, halved
+    (rounding down) by each 2x2 max-pool of ``pool_after``."""
+    size = IMAGE_SHAPE[0] - (1 if architecture.stem == "whiten" else 0)
+    pools = len(architecture.modules) if architecture.pool_after is None else len(architecture.pool_after)
+    return size // 2**pools
+
+
+def _pooling_problems(architecture):
+    plan, modules = architecture.pool_after, architecture.modules
+    if plan is not None:
+        layers = len(modules) if isinstance(modules, tuple) else None
+        if (
+            not isinstance(plan, tuple)
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in plan)
+            or list(plan) != sorted(set(plan))
+            or any(i < 0 or (layers is not None and i > layers) for i in plan)
+        ):
+            yield (
+                "pool_after must be none (after every module) or increasing layer numbers from 0 (the stem) to the number of modules "
+                f"({layers}), got {plan!r}"
+            )
+            return
+    if not isinstance(modules, tuple) or architecture.stem not in STEMS:
+        return
+    size = pooled_grid_size(architecture)
+    if size < 1:
+        yield f"pool_after halves the grid more often than its side allows (it would end below 1x1), got {plan!r}"
+    elif size < 2 and architecture.head_pool == "average2x2":
+        yield (
+            f"head_pool 'average2x2' needs a grid of at least 2x2 at the head; stem {architecture.stem!r} with "
+            f"pool_after {plan!r} leaves {size}x{size}: use head_pool 'global'"
+        )
 
 
 def _problems(config: RunConfig):

@@ -2,7 +2,8 @@
 
 ``inception_module`` is one GoogLeNet block: four branches on the same input (1x1; 1x1 reduce then 3x3;
 1x1 reduce then 5x5; 3x3 max-pool then 1x1 projection), concatenated on channels, then optional dropout and
-batch normalisation and a 2x2 max-pool. ``dense_block`` is the reference's head unit (Dense, Dropout,
+batch normalisation and a 2x2 max-pool (``Architecture.pool_after`` says which modules, and whether the stem,
+are followed by one). ``dense_block`` is the reference's head unit (Dense, Dropout,
 BatchNormalization). ``build_inception`` stacks the modules and the head of an explicit ``Architecture``
 (``cifarlib.config`` holds the presets' architectures; this module knows no recipe); ``build_model(config)``
 builds the network a ``RunConfig`` trains. ``build_inception("reference")`` is exactly the reference network,
@@ -161,6 +162,8 @@ def build_inception(
     if unknown:
         raise ValueError(f"unknown architecture options {sorted(unknown)}")
     if changes:
+        # Lists (as JSON gives them) become the tuples an Architecture holds.
+        changes = {key: tuple(value) if isinstance(value, list) else value for key, value in changes.items()}
         architecture = Architecture(**{**architecture.__dict__, **changes})
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < float("inf"):
         raise ValueError(f"width must be a positive number, got {width!r}")
@@ -177,6 +180,13 @@ def build_inception(
     x = normalization(inputs)
     if architecture.stem == "whiten":
         x = _whitening_stem(x, normalization, stem_images)
+    pool_after = (
+        range(1, len(architecture.modules) + 1)
+        if architecture.pool_after is None
+        else architecture.pool_after
+    )
+    if 0 in pool_after:
+        x = layers.MaxPooling2D(2, name="stem_downsample")(x)
     norm = dict(
         batch_norm_momentum=architecture.batch_norm_momentum,
         batch_norm_scale=architecture.batch_norm_scale,
@@ -190,6 +200,7 @@ def build_inception(
             l2=architecture.l2,
             batch_norm=architecture.batch_norm,
             dropout=architecture.module_dropout,
+            pool=index in pool_after,
             **norm,
         )
     if architecture.head_pool == "global":
