@@ -358,7 +358,7 @@ def _runs(args) -> int:
         workspace = storage.as_workspace(args.workspace, create=False)
     except MissingWorkspaceError as error:
         # A fresh machine, or a mistyped folder: nothing to list, and the sentence names where it looked.
-        print(no_runs_message(storage.Workspace(root=error.root, on_drive=False), sweep=args.sweep))
+        print(no_runs_message(error.workspace, sweep=args.sweep))
         return 0
     print(describe_runs(runs_table(workspace, sweep=args.sweep), workspace, sweep=args.sweep))
     return 0

@@ -146,6 +146,9 @@ LATER_OPTIONS = (
     "ema_momentum",
     "pool_after",
 )
+# The later options that came after default run ids were first derived from every setting: left out of the id
+# while off (the reference's value), so an unfinished run started before they existed resumes under the same command.
+OPTIONS_OUTSIDE_OLD_RUN_IDS = ("pool_after",)
 # Names that runs written by earlier versions carry in their config.json.
 OLD_PRESET_NAMES = {"seed": "reference"}
 

@@ -23,11 +23,12 @@ class WorkspaceError(CifarlibError, OSError):
 
 
 class MissingWorkspaceError(WorkspaceError):
-    """A command that only reads runs was pointed at a workspace folder that does not exist (``.root``)."""
+    """A command that only reads runs was pointed at a workspace folder that does not exist (``.workspace``: the
+    ``Workspace`` it would have been, on Drive or not)."""
 
-    def __init__(self, message: str, root):
+    def __init__(self, message: str, workspace):
         super().__init__(message)
-        self.root = root
+        self.workspace = workspace
 
 
 class RunConfigError(CifarlibError, ValueError):

@@ -207,7 +207,8 @@ def open_workspace(
         root, on_drive = Path(chosen).expanduser(), False
     if not create and not root.is_dir():
         raise MissingWorkspaceError(
-            f"workspace {root}: no such folder (expected a folder that holds runs/)", root.resolve()
+            f"workspace {root}: no such folder (expected a folder that holds runs/)",
+            Workspace(root=root.resolve(), on_drive=on_drive),
         )
     try:
         (root / "runs").mkdir(parents=True, exist_ok=True)

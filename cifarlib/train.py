@@ -27,7 +27,7 @@ import keras
 from cifarlib import __version__, storage
 from cifarlib.augment import FlipEpoch
 from cifarlib.callbacks import EpochProgress, EpochTimer, NetworkCheckpoint, RunPublisher
-from cifarlib.config import RunConfig, monitor_mode
+from cifarlib.config import OPTIONS_OUTSIDE_OLD_RUN_IDS, REFERENCE, RunConfig, monitor_mode
 from cifarlib.data import channel_statistics, load_run_splits
 from cifarlib.device import DevicePlan, make_strategy, plan_device
 from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
@@ -87,7 +87,11 @@ def settings_run_id(config: RunConfig) -> str:
     ``tuned-b256-e100-3f9a2c1d0b``: the preset, batch size and epochs to read, then a hash of every setting
     except the device-only ones (so runs differing in any other setting, the seed included, never share an id).
     """
-    settings = {k: v for k, v in config.to_dict().items() if k not in DEVICE_FIELDS}
+    settings = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in DEVICE_FIELDS and not (k in OPTIONS_OUTSIDE_OLD_RUN_IDS and v == REFERENCE[k])
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{config.preset}-b{config.batch_size}-e{config.epochs}-{digest}"
 

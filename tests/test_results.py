@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from cifarlib import results  # noqa: E402
+from cifarlib import results, storage  # noqa: E402
 from cifarlib.data import CLASS_NAMES  # noqa: E402
 from cifarlib.errors import WorkspaceError  # noqa: E402
 from cifarlib.formatting import format_accuracy  # noqa: E402
@@ -189,8 +189,10 @@ def test_reading_a_workspace_that_does_not_exist_names_it_and_creates_nothing(tm
             read(missing)
     from cifarlib.runs import evaluate_run
 
-    with pytest.raises(WorkspaceError, match=r"workspace .*mistyped: no such folder"):
+    with pytest.raises(WorkspaceError, match=r"workspace .*mistyped: no such folder") as raised:
         evaluate_run("some-run", missing)
+    # It carries the workspace it would have been, so a caller can say where it looked.
+    assert raised.value.workspace == storage.Workspace(root=missing.resolve(), on_drive=False)
     # The command line's `runs` lists nothing there, says where it looked, and exits 0 (a fresh machine).
     import subprocess
     import sys

@@ -39,6 +39,20 @@ def test_the_default_run_id_comes_from_the_settings():
     assert settings_run_id(config.replace(**device_only)) == run_id
 
 
+def test_default_run_ids_of_runs_started_before_the_pooling_plan_existed_are_unchanged():
+    """Ids that cifarlib derived before ``pool_after`` was a setting, so the same command still resumes those runs."""
+    assert (
+        settings_run_id(RunConfig.from_preset("tuned", data="synthetic", epochs=3))
+        == "tuned-b64-e3-4e1d0d86ea"
+    )
+    assert settings_run_id(RunConfig.from_preset("reference", data="synthetic", epochs=3)) == (
+        "reference-b256-e3-a028f1199e"
+    )
+    # A plan other than the reference's is a different network, so a different run.
+    config = RunConfig.from_preset("tuned", data="synthetic", epochs=3)
+    assert settings_run_id(config.replace(pool_after=(0, 2, 4))) != settings_run_id(config)
+
+
 def test_whole_numbers_in_float_settings_give_the_same_run_id():
     as_ints = RunConfig.from_preset("tuned", data="synthetic", width=1, ema_momentum=0, learning_rate=1)
     as_floats = RunConfig.from_preset(
