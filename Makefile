@@ -62,7 +62,7 @@ bench: install
 # ACCURACY_SEEDS, ACCURACY_WIDTH and ACCURACY_RECIPES are passed only when set (the command's defaults otherwise).
 ACCURACY_FLAGS = $(if $(ACCURACY_DATA),--data $(ACCURACY_DATA)) $(if $(ACCURACY_EPOCHS),--epochs $(ACCURACY_EPOCHS)) \
 	$(if $(ACCURACY_SEEDS),--seeds $(ACCURACY_SEEDS)) $(if $(ACCURACY_WIDTH),--width $(ACCURACY_WIDTH)) \
-	$(if $(ACCURACY_RECIPES),--recipes $(ACCURACY_RECIPES))
+	$(if $(ACCURACY_RECIPES),--recipes '$(ACCURACY_RECIPES)')
 
 bench-accuracy: install
 	@if [ -z "$(ACCURACY_DATA)" ] && [ -z "$$CIFARLIB_ACCURACY_DATA" ]; then \

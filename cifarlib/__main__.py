@@ -25,6 +25,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+# The default of every RunConfig flag: a flag left out keeps the preset's value, while `--pool-after none` or
+# `--early-stopping-patience none` sets None explicitly.
+_UNSET = argparse.SUPPRESS
+
+
 def _run_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field; unset flags keep the chosen preset's value."""
     from cifarlib.config import DEFAULT_PRESET, RunConfig
@@ -39,11 +44,11 @@ def _run_config_flags(parser: argparse.ArgumentParser) -> None:
         kind = hints[field.name]
         if kind is bool:
             parser.add_argument(
-                flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                flag, dest=field.name, action=argparse.BooleanOptionalAction, default=_UNSET, help=help_text
             )
             continue
         parser.add_argument(
-            flag, dest=field.name, type=_parser_for(field.name, kind), default=None, help=help_text
+            flag, dest=field.name, type=_parser_for(field.name, kind), default=_UNSET, help=help_text
         )
 
 
@@ -86,7 +91,7 @@ def _parser_for(name: str, kind):
 
 def _json_list(name: str, *, none: bool = False):
     def parse(text: str):
-        if none and text.lower() == "none":
+        if none and text.lower() in ("none", "null"):
             return None
         try:
             value = json.loads(text)
@@ -303,12 +308,11 @@ def _config_from_flags(args):
     """The RunConfig of ``--preset`` (default: the default preset) with every flag that was given applied."""
     from cifarlib.config import DEFAULT_PRESET, RunConfig
 
+    given = vars(args)  # only the flags that were given (their default is _UNSET)
     overrides = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(RunConfig)
-        if getattr(args, f.name) is not None and f.name != "preset"
+        f.name: given[f.name] for f in dataclasses.fields(RunConfig) if f.name in given and f.name != "preset"
     }
-    preset = args.preset or DEFAULT_PRESET
+    preset = given.get("preset") or DEFAULT_PRESET
     if getattr(args, "fallback_synthetic", False) and overrides.get("data", "keras") == "keras":
         overrides["data"] = _keras_or_synthetic()
     return RunConfig.from_preset(preset, **overrides)

@@ -65,7 +65,9 @@ def accuracy_benchmark(
         )
     workspace = as_workspace(workspace)
     columns, final, tta = {}, {}, {}
-    configs = {recipe: parse_recipe(recipe) for recipe in recipes}  # bad recipes fail before any training
+    # One spelling per recipe (no spaces, which would also split the table's column names); bad recipes fail
+    # before any training.
+    configs = {"".join(recipe.split()): parse_recipe(recipe) for recipe in recipes}
     sizes = {}
     for recipe, (preset, changes) in configs.items():
         for seed in seeds:
@@ -105,18 +107,22 @@ def accuracy_benchmark(
 
 
 def split_recipes(text: str) -> tuple[str, ...]:
-    """``"tuned,tuned+pool_after=[0,2,4]"`` -> ``("tuned", "tuned+pool_after=[0,2,4]")``: commas inside a JSON
-    list belong to its value."""
+    """``"tuned,tuned+pool_after=[0, 2, 4]"`` -> ``("tuned", "tuned+pool_after=[0,2,4]")``: commas inside a JSON
+    list belong to its value, and spaces are dropped, so each recipe has one spelling (its name in the table and
+    in its run ids)."""
     recipes, depth, start = [], 0, 0
     for index, character in enumerate(text):
         depth += {"[": 1, "]": -1}.get(character, 0)
+        if depth < 0:
+            break
         if character == "," and depth == 0:
             recipes.append(text[start:index])
             start = index + 1
     recipes.append(text[start:])
-    if depth or not all(recipe.strip() for recipe in recipes):
-        raise ValueError(f"recipes: expected comma-separated recipes with balanced brackets, got {text!r}")
-    return tuple(recipe.strip() for recipe in recipes)
+    recipes = ["".join(recipe.split()) for recipe in recipes]
+    if depth or not all(recipes):
+        raise ValueError(f"--recipes: expected comma-separated recipes with balanced brackets, got {text!r}")
+    return tuple(recipes)
 
 
 def parse_recipe(recipe: str) -> tuple[str, dict]:
@@ -191,4 +197,4 @@ def _mean_and_spread(percentages: list[float]) -> str:
 
 def _safe(recipe: str) -> str:
     """A recipe as part of a run id: ``tuned+flip=alternate`` -> ``tuned-flip-alternate``."""
-    return re.sub(r"[^A-Za-z0-9._]+", "-", recipe).strip("-")
+    return re.sub(r"[^A-Za-z0-9._]+", "-", recipe)

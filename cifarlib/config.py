@@ -136,6 +136,8 @@ PRESETS: dict[str, dict[str, Any]] = {"reference": REFERENCE, "tuned": TUNED}
 # Settings added after runs were first stored. A stored config.json without one of them trained with it off
 # (the reference's value), so it loads that way even where a preset has since turned it on.
 LATER_OPTIONS = (
+    "decay_kernels_only",
+    "tta_translate",
     "stem",
     "batch_norm_momentum",
     "batch_norm_scale",
@@ -252,7 +254,7 @@ class RunConfig:
     pool_after: tuple[int, ...] | None = _recipe(
         "pool_after",
         "2x2 max-pools after these layers, as JSON [0, 2, 4]: 0 is the stem (the normalised input, or the "
-        "whitening convolution), 1 to N the Inception modules; None: after every module (the reference)",
+        "whitening convolution), 1 to N the Inception modules; none: after every module (the reference)",
     )
     flip: str = _recipe(
         "flip",
@@ -315,6 +317,7 @@ class RunConfig:
         # JSON and the command line give lists; the network sizes are kept as tuples so configs compare and hash.
         for name in ("modules", "head_units", "pool_after"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
+        object.__setattr__(self, "pool_after", _plan_or_none(self.pool_after, self.modules))
         # width=1 and width=1.0 are one setting: whole numbers in float fields are stored as floats, so that
         # config.json records one spelling and equal settings hash to one run id. Bools stay as given (and fail
         # validation), since True is an int to Python but no number to a person.
@@ -390,7 +393,20 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+def _plan_or_none(plan, modules):
+    """``None`` for a plan that pools after every module and nowhere else: one spelling, so one run id, per network."""
+    if isinstance(plan, tuple) and isinstance(modules, tuple) and plan == tuple(range(1, len(modules) + 1)):
+        return None
+    return plan
+
+
 def _check_architecture(architecture) -> None:
+    # Lists (as JSON gives them) become the tuples an Architecture holds.
+    for name in ("modules", "head_units", "pool_after"):
+        object.__setattr__(architecture, name, _as_tuple(getattr(architecture, name)))
+    object.__setattr__(
+        architecture, "pool_after", _plan_or_none(architecture.pool_after, architecture.modules)
+    )
     problems = list(_architecture_problems(architecture))
     if problems:
         raise ValueError("invalid architecture: " + "; ".join(problems))
@@ -496,20 +512,30 @@ def _pooling_problems(architecture):
             or any(i < 0 or (layers is not None and i > layers) for i in plan)
         ):
             yield (
-                "pool_after must be none (after every module) or increasing layer numbers from 0 (the stem) to the number of modules "
-                f"({layers}), got {plan!r}"
+                "pool_after must be none (after every module) or a list of increasing layer numbers from 0 (the "
+                f"stem) to the number of modules ({layers}), got {_plan_text(plan)}"
             )
             return
     if not isinstance(modules, tuple) or architecture.stem not in STEMS:
         return
     size = pooled_grid_size(architecture)
     if size < 1:
-        yield f"pool_after halves the grid more often than its side allows (it would end below 1x1), got {plan!r}"
+        yield (
+            f"pool_after {_plan_text(plan)} halves the grid more often than stem {architecture.stem!r} leaves room "
+            "for (it would end below 1x1)"
+        )
     elif size < 2 and architecture.head_pool == "average2x2":
         yield (
             f"head_pool 'average2x2' needs a grid of at least 2x2 at the head; stem {architecture.stem!r} with "
-            f"pool_after {plan!r} leaves {size}x{size}: use head_pool 'global'"
+            f"pool_after {_plan_text(plan)} leaves {size}x{size}: use head_pool 'global'"
         )
+
+
+def _plan_text(plan) -> str:
+    """A pooling plan as the command line spells it: ``none``, or a JSON list."""
+    if plan is None:
+        return "none"
+    return json.dumps(list(plan)) if isinstance(plan, (tuple, list)) else repr(plan)
 
 
 def _problems(config: RunConfig):

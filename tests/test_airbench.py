@@ -80,7 +80,7 @@ def test_bad_option_values_are_refused_with_their_name(changes, message):
 def test_whitening_stem_needs_global_pooling():
     # Its unpadded convolution leaves 31x31, which the reference's four pools end at 1x1.
     with pytest.raises(
-        RunConfigError, match="stem 'whiten' with pool_after None leaves 1x1: use head_pool 'global'"
+        RunConfigError, match="stem 'whiten' with pool_after none leaves 1x1: use head_pool 'global'"
     ):
         RunConfig.from_preset("reference", stem="whiten")
 

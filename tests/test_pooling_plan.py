@@ -75,14 +75,14 @@ def test_plans_move_multiply_adds_not_parameters():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        (dict(pool_after=(2, 1)), "pool_after must be none (after every module) or increasing layer numbers"),
+        (dict(pool_after=(2, 1)), "pool_after must be none (after every module) or a list of increasing layer numbers"),
         (dict(pool_after=(1, 1)), "pool_after must be none"),
-        (dict(pool_after=(0, 5)), "from 0 (the stem) to the number of modules (4), got (0, 5)"),
+        (dict(pool_after=(0, 5)), "from 0 (the stem) to the number of modules (4), got [0, 5]"),
         (dict(pool_after=(-1,)), "pool_after must be none"),
         (dict(pool_after=(True,)), "pool_after must be none"),
         (
             dict(pool_after=(0, 1, 2, 3, 4), head_pool="global", stem="whiten"),
-            "pool_after halves the grid more often than its side allows",
+            "pool_after [0, 1, 2, 3, 4] halves the grid more often than stem 'whiten' leaves room for",
         ),
         (
             dict(pool_after=(0, 1, 2, 3, 4), head_pool="average2x2"),
@@ -106,17 +106,39 @@ def test_a_stored_run_older_than_an_option_loads_with_it_off_even_if_the_preset_
     )
     loaded = RunConfig.from_dict(stored)
     assert (loaded.stem, loaded.pool_after) == ("none", None)
+    # The same for options older than these that the tuned preset turned on after runs were first stored.
+    older = {k: v for k, v in trained.to_dict().items() if k not in ("decay_kernels_only", "tta_translate")}
+    loaded = RunConfig.from_dict(older)
+    assert (loaded.decay_kernels_only, loaded.tta_translate) == (False, 0)
     # A stored null plan is "after every module", not "the preset's plan".
     assert RunConfig.from_dict({**stored, "pool_after": None}).pool_after is None
     assert RunConfig.from_dict({**stored, "pool_after": [0, 2, 4]}).pool_after == (0, 2, 4)
 
 
-def test_command_line_takes_a_json_list_or_none():
+def test_command_line_takes_a_json_list_or_none_even_over_a_presets_plan(monkeypatch):
+    from cifarlib.__main__ import _config_from_flags
+
+    monkeypatch.setitem(config_module.PRESETS, "tuned", {**config_module.TUNED, "pool_after": (0, 3, 4)})
     parser = build_parser("config")
-    assert parser.parse_args(["config", "--pool-after", "[0, 3, 4]"]).pool_after == [0, 3, 4]
-    assert parser.parse_args(["config", "--pool-after", "none"]).pool_after is None
+
+    def resolved(*flags):
+        return _config_from_flags(parser.parse_args(["config", "--preset", "tuned", *flags])).pool_after
+
+    assert resolved() == (0, 3, 4)
+    assert resolved("--pool-after", "[0, 2, 4]") == (0, 2, 4)
+    # "none" is a value of its own (a pool after every module), not "the preset's".
+    assert resolved("--pool-after", "none") is None
+    assert resolved("--pool-after", "null") is None
     with pytest.raises(SystemExit):
         parser.parse_args(["config", "--pool-after", "3"])
+
+
+def test_a_plan_that_pools_after_every_module_is_spelt_none():
+    """The same network has one spelling, so one run id: an explicit plan of every module is none."""
+    assert RunConfig(pool_after=[1, 2, 3, 4]).pool_after is None
+    assert RunConfig(pool_after=[1, 2, 3, 4]) == RunConfig()
+    assert RunConfig(modules=RunConfig().modules[:3], pool_after=[1, 2, 3]).pool_after is None
+    assert RunConfig(pool_after=[1, 2, 3]).pool_after == (1, 2, 3)
 
 
 def test_recipes_split_on_commas_outside_lists():
@@ -124,9 +146,10 @@ def test_recipes_split_on_commas_outside_lists():
         "tuned",
         "tuned+stem=whiten+pool_after=[0,3,4]",
     )
-    assert _safe("tuned+pool_after=[0,3,4]") == "tuned-pool_after-0-3-4"
-    for text in ["tuned,tuned+pool_after=[0,3", "tuned,,reference", "tuned+pool_after=[0]]"]:
-        with pytest.raises(ValueError, match="recipes: expected comma-separated recipes"):
+    assert _safe("tuned+pool_after=[0,3,4]") == "tuned-pool_after-0-3-4-"
+    assert split_recipes("tuned, tuned+pool_after=[0, 3, 4]") == ("tuned", "tuned+pool_after=[0,3,4]")
+    for text in ["tuned,tuned+pool_after=[0,3", "tuned,,reference", "tuned+pool_after=[0]]", "tuned],[x"]:
+        with pytest.raises(ValueError, match="--recipes: expected comma-separated recipes"):
             split_recipes(text)
 
 
