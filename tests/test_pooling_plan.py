@@ -75,7 +75,10 @@ def test_plans_move_multiply_adds_not_parameters():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        (dict(pool_after=(2, 1)), "pool_after must be none (after every module) or a list of increasing layer numbers"),
+        (
+            dict(pool_after=(2, 1)),
+            "pool_after must be none (after every module) or a list of increasing layer numbers",
+        ),
         (dict(pool_after=(1, 1)), "pool_after must be none"),
         (dict(pool_after=(0, 5)), "from 0 (the stem) to the number of modules (4), got [0, 5]"),
         (dict(pool_after=(-1,)), "pool_after must be none"),
