@@ -314,10 +314,7 @@ class RunConfig:
     distribute: str = _setting("auto", "'auto': TPU or several GPUs when present; 'none', 'mirrored', 'tpu'")
 
     def __post_init__(self):
-        # JSON and the command line give lists; the network sizes are kept as tuples so configs compare and hash.
-        for name in ("modules", "head_units", "pool_after"):
-            object.__setattr__(self, name, _as_tuple(getattr(self, name)))
-        object.__setattr__(self, "pool_after", _plan_or_none(self.pool_after, self.modules))
+        _spell_network_sizes(self)
         # width=1 and width=1.0 are one setting: whole numbers in float fields are stored as floats, so that
         # config.json records one spelling and equal settings hash to one run id. Bools stay as given (and fail
         # validation), since True is an int to Python but no number to a person.
@@ -393,20 +390,29 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _plan_or_none(plan, modules):
-    """``None`` for a plan that pools after every module and nowhere else: one spelling, so one run id, per network."""
-    if isinstance(plan, tuple) and isinstance(modules, tuple) and plan == tuple(range(1, len(modules) + 1)):
-        return None
-    return plan
+def _spell_network_sizes(settings) -> None:
+    """One spelling for the network's sizes of a RunConfig or Architecture (frozen, so set in place): JSON and the
+    command line give lists, kept as tuples so settings compare and hash; a plan that pools after every module and
+    nowhere else is ``None``, so one network has one run id."""
+    for name in ("modules", "head_units", "pool_after"):
+        object.__setattr__(settings, name, _as_tuple(getattr(settings, name)))
+    if isinstance(settings.modules, tuple) and settings.pool_after == _after_every_module(settings.modules):
+        object.__setattr__(settings, "pool_after", None)
+
+
+def pool_plan(architecture) -> tuple[int, ...]:
+    """The layers a 2x2 max-pool follows (0: the stem): ``pool_after``, or after every module where it is ``None``."""
+    if architecture.pool_after is None:
+        return _after_every_module(architecture.modules)
+    return architecture.pool_after
+
+
+def _after_every_module(modules) -> tuple[int, ...]:
+    return tuple(range(1, len(modules) + 1))
 
 
 def _check_architecture(architecture) -> None:
-    # Lists (as JSON gives them) become the tuples an Architecture holds.
-    for name in ("modules", "head_units", "pool_after"):
-        object.__setattr__(architecture, name, _as_tuple(getattr(architecture, name)))
-    object.__setattr__(
-        architecture, "pool_after", _plan_or_none(architecture.pool_after, architecture.modules)
-    )
+    _spell_network_sizes(architecture)
     problems = list(_architecture_problems(architecture))
     if problems:
         raise ValueError("invalid architecture: " + "; ".join(problems))
@@ -497,8 +503,7 @@ def pooled_grid_size(architecture) -> int:
     """The side of the grid the head pools: 32, or 31 after the whitening stem's unpadded convolution, halved
     (rounding down) by each 2x2 max-pool of ``pool_after``."""
     size = IMAGE_SHAPE[0] - (1 if architecture.stem == "whiten" else 0)
-    pools = len(architecture.modules) if architecture.pool_after is None else len(architecture.pool_after)
-    return size // 2**pools
+    return size // 2 ** len(pool_plan(architecture))
 
 
 def _pooling_problems(architecture):

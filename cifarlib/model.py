@@ -24,7 +24,7 @@ import numpy as np
 from keras import layers
 
 from cifarlib.augment import RandomCropFlip
-from cifarlib.config import BATCH_NORM_PLACES, Architecture, RunConfig, preset_architecture
+from cifarlib.config import BATCH_NORM_PLACES, Architecture, RunConfig, pool_plan, preset_architecture
 from cifarlib.data import IMAGE_SHAPE, NUM_CLASSES
 
 # The reference's L2 factor on every conv kernel and hidden dense kernel (the building blocks' default).
@@ -162,8 +162,6 @@ def build_inception(
     if unknown:
         raise ValueError(f"unknown architecture options {sorted(unknown)}")
     if changes:
-        # Lists (as JSON gives them) become the tuples an Architecture holds.
-        changes = {key: tuple(value) if isinstance(value, list) else value for key, value in changes.items()}
         architecture = Architecture(**{**architecture.__dict__, **changes})
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < float("inf"):
         raise ValueError(f"width must be a positive number, got {width!r}")
@@ -180,11 +178,7 @@ def build_inception(
     x = normalization(inputs)
     if architecture.stem == "whiten":
         x = _whitening_stem(x, normalization, stem_images)
-    pool_after = (
-        range(1, len(architecture.modules) + 1)
-        if architecture.pool_after is None
-        else architecture.pool_after
-    )
+    pool_after = pool_plan(architecture)
     if 0 in pool_after:
         x = layers.MaxPooling2D(2, name="stem_downsample")(x)
     norm = dict(
