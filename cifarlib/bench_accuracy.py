@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import typing
 from pathlib import Path
 
 import pandas as pd
@@ -126,16 +127,21 @@ def split_recipes(text: str) -> tuple[str, ...]:
 
 
 def parse_recipe(recipe: str) -> tuple[str, dict]:
-    """``"tuned+ema_momentum=0.99"`` -> ``("tuned", {"ema_momentum": 0.99})``; values are read as JSON, else text.
+    """``"tuned+ema_momentum=0.99"`` -> ``("tuned", {"ema_momentum": 0.99})``; values are read as JSON, else text,
+    and ``none`` is None for a setting that may be None (``pool_after=none``), as on the command line.
 
     The changed settings are checked here, so a misspelt name fails before hours of training.
     """
     preset, *changes = recipe.split("+")
+    hints = typing.get_type_hints(RunConfig)
     overrides = {}
     for change in changes:
         name, equals, text = change.partition("=")
         if not equals or not name:
             raise ValueError(f"recipe {recipe!r}: expected preset+name=value+..., got {change!r}")
+        if text.lower() == "none" and type(None) in typing.get_args(hints.get(name)):
+            overrides[name] = None
+            continue
         try:
             overrides[name] = json.loads(text)
         except json.JSONDecodeError:
