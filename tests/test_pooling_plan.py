@@ -9,7 +9,7 @@ import pytest
 from cifarlib import config as config_module
 from cifarlib.__main__ import build_parser
 from cifarlib.bench import forward_multiply_adds
-from cifarlib.bench_accuracy import _safe, split_recipes
+from cifarlib.bench_accuracy import _safe, parse_recipe, split_recipes
 from cifarlib.config import RunConfig, pooled_grid_size
 from cifarlib.errors import RunConfigError
 from cifarlib.model import build_inception, build_model
@@ -61,7 +61,7 @@ def test_each_module_works_on_the_grid_its_plan_gives(stem, plan, grids, head):
 
 def test_plans_move_multiply_adds_not_parameters():
     """Pooling sooner makes each image cheaper; the weights are the same convolutions either way."""
-    every = build_model(RunConfig.from_preset("tuned", stem="whiten"))
+    every = build_model(RunConfig.from_preset("tuned", stem="whiten", pool_after=None))
     early = build_model(RunConfig.from_preset("tuned", stem="whiten", pool_after=(0, 3, 4)))
     assert early.count_params() == every.count_params()
     assert forward_multiply_adds(early) < forward_multiply_adds(every)
@@ -88,10 +88,10 @@ def test_plans_move_multiply_adds_not_parameters():
             "pool_after [0, 1, 2, 3, 4] halves the grid more often than stem 'whiten' leaves room for",
         ),
         (
-            dict(pool_after=(0, 1, 2, 3, 4), head_pool="average2x2"),
+            dict(pool_after=(0, 1, 2, 3, 4), head_pool="average2x2", stem="none"),
             "head_pool 'average2x2' needs a grid of at least 2x2 at the head",
         ),
-        (dict(stem="whiten", head_pool="average2x2"), "leaves 1x1: use head_pool 'global'"),
+        (dict(stem="whiten", pool_after=None, head_pool="average2x2"), "leaves 1x1: use head_pool 'global'"),
     ],
 )
 def test_impossible_plans_are_refused_with_their_name(changes, message):
@@ -139,7 +139,7 @@ def test_command_line_takes_a_json_list_or_none_even_over_a_presets_plan(monkeyp
 def test_a_plan_that_pools_after_every_module_is_spelt_none():
     """The same network has one spelling, so one run id: an explicit plan of every module is none."""
     assert RunConfig(pool_after=[1, 2, 3, 4]).pool_after is None
-    assert RunConfig(pool_after=[1, 2, 3, 4]) == RunConfig()
+    assert RunConfig(pool_after=[1, 2, 3, 4]) == RunConfig(pool_after=None)
     assert RunConfig(modules=RunConfig().modules[:3], pool_after=[1, 2, 3]).pool_after is None
     assert RunConfig(pool_after=[1, 2, 3]).pool_after == (1, 2, 3)
 
@@ -154,6 +154,15 @@ def test_recipes_split_on_commas_outside_lists():
     for text in ["tuned,tuned+pool_after=[0,3", "tuned,,reference", "tuned+pool_after=[0]]", "tuned],[x"]:
         with pytest.raises(ValueError, match="--recipes: expected comma-separated recipes"):
             split_recipes(text)
+
+
+def test_a_recipe_spells_none_as_the_command_line_does():
+    # "none" is None where a setting may be None (a pool after every module), and text elsewhere (no stem).
+    assert parse_recipe("tuned+stem=none+pool_after=none") == ("tuned", {"stem": "none", "pool_after": None})
+    assert parse_recipe("tuned+pool_after=null") == ("tuned", {"pool_after": None})
+    assert RunConfig.from_preset("tuned", stem="none", pool_after=None).architecture == (
+        RunConfig.from_preset("tuned", stem="none", pool_after=[1, 2, 3, 4]).architecture
+    )
 
 
 def test_a_plan_trains_and_its_saved_network_reloads(small_archive, tmp_path, monkeypatch):
