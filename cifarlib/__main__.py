@@ -32,9 +32,9 @@ _UNSET = argparse.SUPPRESS
 
 def _run_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field; unset flags keep the chosen preset's value."""
-    from cifarlib.config import DEFAULT_PRESET, RunConfig
+    from cifarlib.config import DEFAULT_PRESET, RunConfig, setting_types
 
-    hints = typing.get_type_hints(RunConfig)
+    hints = setting_types()
     for field in dataclasses.fields(RunConfig):
         flag = "--" + field.name.replace("_", "-")
         default = _shown(field.default)
@@ -67,6 +67,8 @@ def _comma_list(values) -> str:
 
 
 def _parser_for(name: str, kind):
+    from cifarlib.config import setting_accepts_none
+
     if typing.get_origin(kind) is tuple:
         return _json_list(name)
     if any(typing.get_origin(arg) is tuple for arg in typing.get_args(kind)):
@@ -74,7 +76,7 @@ def _parser_for(name: str, kind):
     args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
 
     def parse(text: str):
-        if text.lower() == "none" and type(None) in typing.get_args(kind):
+        if text.lower() == "none" and setting_accepts_none(name):
             return None
         if name == "jit_compile":
             return {"true": True, "false": False}.get(text.lower(), text)

@@ -20,12 +20,11 @@ import json
 import logging
 import os
 import re
-import typing
 from pathlib import Path
 
 import pandas as pd
 
-from cifarlib.config import RunConfig
+from cifarlib.config import RunConfig, setting_accepts_none
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import describe_tta
 from cifarlib.storage import as_workspace
@@ -133,13 +132,12 @@ def parse_recipe(recipe: str) -> tuple[str, dict]:
     The changed settings are checked here, so a misspelt name fails before hours of training.
     """
     preset, *changes = recipe.split("+")
-    hints = typing.get_type_hints(RunConfig)
     overrides = {}
     for change in changes:
         name, equals, text = change.partition("=")
         if not equals or not name:
             raise ValueError(f"recipe {recipe!r}: expected preset+name=value+..., got {change!r}")
-        if text.lower() == "none" and type(None) in typing.get_args(hints.get(name)):
+        if text.lower() == "none" and setting_accepts_none(name):
             overrides[name] = None
             continue
         try:

@@ -10,8 +10,10 @@ what trained. The command line, the notebooks, ``sweep`` and the benchmarks read
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -392,6 +394,17 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+@functools.cache
+def setting_types() -> dict[str, Any]:
+    """Each RunConfig setting's type, evaluated (the annotations are strings under postponed evaluation)."""
+    return typing.get_type_hints(RunConfig)
+
+
+def setting_accepts_none(name: str) -> bool:
+    """Whether the setting ``name`` may be None, so that ``none`` typed by a user means None."""
+    return type(None) in typing.get_args(setting_types().get(name))
 
 
 def _spell_network_sizes(settings) -> None:

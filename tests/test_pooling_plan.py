@@ -187,3 +187,18 @@ def test_a_plan_trains_and_its_saved_network_reloads(small_archive, tmp_path, mo
         RunConfig.from_dict(storage.as_workspace(tmp_path / "ws").run("plan").read_json(storage.CONFIG_FILE))
         == config
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"), [("early_stopping_patience", "--early-stopping-patience"), ("stem", "--stem")]
+)
+def test_the_command_line_and_a_recipe_agree_on_which_settings_take_none(name, flag):
+    from cifarlib.__main__ import _config_from_flags
+
+    parser = build_parser("config")
+    on_the_command_line = getattr(_config_from_flags(parser.parse_args(["config", flag, "none"])), name)
+    in_a_recipe = parse_recipe(f"tuned+{name}=none")[1][name]
+    assert on_the_command_line == in_a_recipe
+    assert (in_a_recipe is None) == config_module.setting_accepts_none(name)
+    assert config_module.setting_accepts_none("early_stopping_patience")
+    assert not config_module.setting_accepts_none("stem")
