@@ -40,7 +40,7 @@ def tta_views(images: np.ndarray, *, tta: bool = False, translate: int = 0) -> I
     if tta and translate:
         shifts += [(translate, translate), (-translate, -translate)]
     for dy, dx in shifts:
-        view = _shifted(images, dy, dx)
+        view = shift_images(images, dy, dx)
         yield view
         if tta:
             yield np.ascontiguousarray(view[:, :, ::-1, :])
@@ -99,7 +99,7 @@ def evaluate_model(
     )
 
 
-def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """``images`` moved by (dy, dx) pixels, the uncovered border filled by reflection; unchanged for (0, 0)."""
     if dy == 0 and dx == 0:
         return images
