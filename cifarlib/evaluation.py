@@ -31,19 +31,27 @@ def translate_problem(translate) -> str | None:
     return None
 
 
-def tta_views(images: np.ndarray, *, tta: bool = False, translate: int = 0) -> Iterator[np.ndarray]:
-    """The views of ``images`` (N, H, W, C) that test-time augmentation averages over, the originals first."""
+def tta_view_list(*, tta: bool = False, translate: int = 0) -> list[tuple[int, int, bool]]:
+    """The views test-time augmentation averages over, as ``(dy, dx, mirrored)``, the original image first."""
     problem = translate_problem(translate)
     if problem:
         raise ValueError(f"translate {problem}")
     shifts = [(0, 0)]
     if tta and translate:
         shifts += [(translate, translate), (-translate, -translate)]
-    for dy, dx in shifts:
-        view = shift_images(images, dy, dx)
-        yield view
-        if tta:
-            yield np.ascontiguousarray(view[:, :, ::-1, :])
+    return [(dy, dx, mirrored) for dy, dx in shifts for mirrored in ((False, True) if tta else (False,))]
+
+
+def view_of(images: np.ndarray, dy: int, dx: int, mirrored: bool) -> np.ndarray:
+    """``images`` (N, H, W, C) shifted by (dy, dx) pixels (see ``shift_images``), then mirrored if asked."""
+    view = shift_images(images, dy, dx)
+    return np.ascontiguousarray(view[:, :, ::-1, :]) if mirrored else view
+
+
+def tta_views(images: np.ndarray, *, tta: bool = False, translate: int = 0) -> Iterator[np.ndarray]:
+    """The views of ``images`` (N, H, W, C) that test-time augmentation averages over, the originals first."""
+    for dy, dx, mirrored in tta_view_list(tta=tta, translate=translate):
+        yield view_of(images, dy, dx, mirrored)
 
 
 def tta_view_count(*, tta: bool = False, translate: int = 0) -> int:

@@ -286,7 +286,7 @@ def test_the_view_set_script_scores_the_recipes_row_as_the_library_does():
     library = score(
         predict_probabilities(model, images, tta=recipe.tta, tta_translate=recipe.tta_translate), labels
     )
-    recipe_row = script.VIEW_SETS["flip, 1-px diagonal shifts (the recipe)"]
+    recipe_row = script.VIEW_SETS[script.RECIPE_ROW]
     assert script.view_set_accuracy(predictions, labels, recipe_row) == pytest.approx(
         100 * library["accuracy"]
     )
