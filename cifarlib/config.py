@@ -82,6 +82,8 @@ REFERENCE = {
     "optimizer": "adam",
     "learning_rate": 1e-3,
     "momentum": 0.9,
+    # airbench's "bias_scaler": its BatchNorm offsets learn 64 times faster than its other weights.
+    "offset_learning_rate_scale": 1.0,
     "weight_decay": 0.0,
     "decay_kernels_only": False,
     "label_smoothing": 0.0,
@@ -153,10 +155,11 @@ LATER_OPTIONS = (
     "flip",
     "ema_momentum",
     "pool_after",
+    "offset_learning_rate_scale",
 )
 # The later options that came after default run ids were first derived from every setting: left out of the id
 # while off (the reference's value), so an unfinished run started before they existed resumes under the same command.
-OPTIONS_OUTSIDE_OLD_RUN_IDS = ("pool_after",)
+OPTIONS_OUTSIDE_OLD_RUN_IDS = ("pool_after", "offset_learning_rate_scale")
 # Names that runs written by earlier versions carry in their config.json.
 OLD_PRESET_NAMES = {"seed": "reference"}
 
@@ -273,6 +276,10 @@ class RunConfig:
     optimizer: str = _recipe("optimizer", "'adam', or 'sgd' with Nesterov momentum")
     learning_rate: float = _recipe("learning_rate", "initial rate (plateau/constant) or peak rate (cosine)")
     momentum: float = _recipe("momentum", "SGD only")
+    offset_learning_rate_scale: float = _recipe(
+        "offset_learning_rate_scale",
+        "SGD only: every BatchNorm offset learns at this many times the learning rate (airbench: 64); 1: the same",
+    )
     weight_decay: float = _recipe(
         "weight_decay", "decoupled weight decay per unit learning rate (AdamW-style); 0: none"
     )
@@ -621,6 +628,11 @@ def _problems(config: RunConfig):
         yield f"momentum must be in [0, 1), got {config.momentum!r}"
     if config.weight_decay < 0:
         yield f"weight_decay must be >= 0, got {config.weight_decay!r}"
+    if not config.offset_learning_rate_scale > 0:
+        yield f"offset_learning_rate_scale must be > 0, got {config.offset_learning_rate_scale!r}"
+    elif config.offset_learning_rate_scale != 1.0 and config.optimizer != "sgd":
+        # Adam divides each gradient by its own running size, so a per-variable rate is not a gradient scale there.
+        yield f"offset_learning_rate_scale={config.offset_learning_rate_scale:g} needs optimizer 'sgd'"
     if not 0.0 <= config.label_smoothing < 1.0:
         yield f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}"
     if not 0.0 <= config.ema_momentum < 1.0:

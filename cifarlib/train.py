@@ -34,6 +34,7 @@ from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
 from cifarlib.evaluation import evaluate_model
 from cifarlib.memory import warn_if_too_big
 from cifarlib.model import build_model, training_model
+from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets
 from cifarlib.pipeline import make_inputs
 
 log = logging.getLogger(__name__)
@@ -308,9 +309,13 @@ def compile_model(model: keras.Model, config: RunConfig, plan: DevicePlan, steps
     if config.optimizer == "adam":
         optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay, **ema_settings(config))
     else:
-        optimizer = keras.optimizers.SGD(
-            learning_rate, momentum=config.momentum, nesterov=True, weight_decay=decay, **ema_settings(config)
-        )
+        sgd = dict(momentum=config.momentum, nesterov=True, weight_decay=decay, **ema_settings(config))
+        if config.offset_learning_rate_scale == 1.0:
+            # Keras's own class where no rate is scaled, so backups of runs from before the option resume as written.
+            optimizer = keras.optimizers.SGD(learning_rate, **sgd)
+        else:
+            optimizer = ScaledRateSGD(learning_rate, rate_scale=config.offset_learning_rate_scale, **sgd)
+            optimizer.scale_rate_of(batch_norm_offsets(model))
     if decay and config.decay_kernels_only:
         # Decay on a kernel feeding BatchNorm only raises its effective learning rate (BN undoes its scale);
         # decay on BN scales/offsets and biases shrinks the outputs themselves. Set before the optimizer is built.

@@ -14,9 +14,11 @@ from cifarlib.augment import FlipEpoch, RandomCropFlip
 from cifarlib.bench import forward_multiply_adds
 from cifarlib.bench_accuracy import format_accuracy_table, network_size, parse_recipe
 from cifarlib.config import PRESETS, RunConfig
+from cifarlib.device import plan_device
 from cifarlib.errors import RunConfigError
 from cifarlib.model import WHITENING_EPS, build_inception, build_model, patch_whitening_kernel, training_model
-from cifarlib.train import train
+from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets
+from cifarlib.train import compile_model, train
 
 AIRBENCH_OPTIONS = dict(
     stem="whiten",
@@ -27,6 +29,7 @@ AIRBENCH_OPTIONS = dict(
     identity_init=True,
     flip="alternate",
     ema_momentum=0.9,
+    offset_learning_rate_scale=64.0,
 )
 SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2)
 
@@ -56,6 +59,7 @@ def test_presets_turn_on_only_the_measured_options_and_old_runs_load_unchanged()
             1.0,
         )
         assert (config.activation, config.identity_init) == ("relu", False)
+        assert config.offset_learning_rate_scale == 1.0
     # A config.json written before these options existed trained with all of them off, and resumes that way.
     reference = RunConfig.from_preset("reference")
     stored = {key: value for key, value in reference.to_dict().items() if key not in AIRBENCH_OPTIONS}
@@ -80,6 +84,11 @@ def test_presets_turn_on_only_the_measured_options_and_old_runs_load_unchanged()
         (dict(batch_norm_scale="no"), "batch_norm_scale must be true or false"),
         (dict(activation="swish"), "activation must be one of"),
         (dict(identity_init=1), "identity_init must be true or false"),
+        (dict(offset_learning_rate_scale=0.0), "offset_learning_rate_scale must be > 0"),
+        (
+            dict(offset_learning_rate_scale=64, optimizer="adam"),
+            "offset_learning_rate_scale=64 needs optimizer 'sgd'",
+        ),
     ],
 )
 def test_bad_option_values_are_refused_with_their_name(changes, message):
@@ -207,6 +216,66 @@ def test_every_new_network_option_stays_within_the_limits():
     assert network.count_params() <= 1_500_000
     assert forward_multiply_adds(network) <= limit
     assert any(layer.name.startswith("inception_") for layer in network.layers)
+
+
+def test_a_scaled_rate_is_sgd_at_that_rate_on_those_variables_only():
+    """Several Nesterov steps with momentum and decoupled weight decay: the scaled variable moves exactly as under
+    plain SGD at 4x the rate (with the decay per step unchanged, as in airbench), the other as under plain SGD."""
+    gradients = [np.array([0.3, -1.0, 2.0], "float32"), np.array([0.5, 0.25, -0.75], "float32")]
+    start = [np.array([1.0, 2.0, -1.0], "float32"), np.array([-0.5, 0.5, 1.5], "float32")]
+
+    def steps(optimizer, which, variables=None):
+        variables = variables or [keras.Variable(start[i]) for i in which]
+        for step in range(5):
+            optimizer.apply(
+                [keras.ops.convert_to_tensor(gradients[i] * (1 + step)) for i in which], variables
+            )
+        return [np.array(v) for v in variables]
+
+    fast, slow = keras.Variable(start[0]), keras.Variable(start[1])
+    scaled = ScaledRateSGD(0.05, momentum=0.9, nesterov=True, weight_decay=0.1, rate_scale=4.0)
+    scaled.scale_rate_of([fast])
+    got = steps(scaled, [0, 1], [fast, slow])
+    sgd = dict(momentum=0.9, nesterov=True)
+    np.testing.assert_allclose(
+        got[0], steps(keras.optimizers.SGD(0.2, weight_decay=0.025, **sgd), [0])[0], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        got[1], steps(keras.optimizers.SGD(0.05, weight_decay=0.1, **sgd), [1])[0], rtol=1e-5
+    )
+    assert not np.allclose(
+        got[0], steps(keras.optimizers.SGD(0.05, weight_decay=0.1, **sgd), [0])[0], rtol=1e-3
+    )
+    with pytest.raises(ValueError, match="before the optimizer is built"):
+        scaled.scale_rate_of([fast])
+
+
+def test_offset_learning_rate_scale_reaches_every_batch_norm_offset_and_nothing_else():
+    """One training step of the tuned network from the same weights: each BatchNorm offset moves 16 times as far
+    with offset_learning_rate_scale=16, every other weight the same."""
+    config = RunConfig.from_preset("tuned", width=0.25, precision="float32", schedule="constant", stem="none")
+    images = smooth_images(16).astype("float32")
+    labels = np.arange(16) % 10
+
+    def one_step(scale):
+        keras.utils.set_random_seed(3)
+        network = build_model(config)
+        model = training_model(network, 0, seed=0)
+        run_config = config.replace(offset_learning_rate_scale=scale)
+        compile_model(model, run_config, plan_device(run_config), steps_per_epoch=1)
+        before = {v.path: np.array(v) for v in model.trainable_variables}
+        model.train_on_batch(images, keras.utils.to_categorical(labels, 10))
+        return {path: np.array(v) - before[v.path] for v in model.trainable_variables for path in [v.path]}
+
+    plain, fast = one_step(1.0), one_step(16.0)
+    offsets = {v.path for v in batch_norm_offsets(build_model(config))}
+    assert offsets and offsets == {path for path in plain if path.endswith("/beta")}
+    for path, step in plain.items():
+        if path in offsets:
+            np.testing.assert_allclose(fast[path], 16 * step, rtol=1e-4, atol=1e-8)
+        else:
+            np.testing.assert_allclose(fast[path], step, rtol=1e-4, atol=1e-8)
+    assert any(np.abs(plain[path]).max() > 0 for path in offsets)
 
 
 def alternate_flip_outputs(images, epoch, order=None):
