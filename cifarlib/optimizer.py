@@ -16,7 +16,8 @@ import keras
 
 @keras.saving.register_keras_serializable(package="cifarlib")
 class ScaledRateSGD(keras.optimizers.SGD):
-    """``keras.optimizers.SGD`` whose ``scaled`` variables learn at ``rate_scale`` times its learning rate.
+    """``keras.optimizers.SGD`` in which the variables given to ``scale_rate_of`` learn at ``rate_scale`` times its
+    learning rate.
 
     Args:
         rate_scale: the multiple (1: plain SGD).

@@ -265,7 +265,7 @@ def test_offset_learning_rate_scale_reaches_every_batch_norm_offset_and_nothing_
         compile_model(model, run_config, plan_device(run_config), steps_per_epoch=1)
         before = {v.path: np.array(v) for v in model.trainable_variables}
         model.train_on_batch(images, keras.utils.to_categorical(labels, 10))
-        return {path: np.array(v) - before[v.path] for v in model.trainable_variables for path in [v.path]}
+        return {v.path: np.array(v) - before[v.path] for v in model.trainable_variables}
 
     plain, fast = one_step(1.0), one_step(16.0)
     offsets = {v.path for v in batch_norm_offsets(build_model(config))}
