@@ -65,6 +65,8 @@ REFERENCE = {
     # Options from airbench (Keller Jordan's CIFAR-10 speed runs), off here (docs/accuracy.md measures each);
     # these values build and train exactly the network and recipe above.
     "stem": "none",
+    # airbench trains the whitening convolution's bias (from zero) for its first 3 epochs, then freezes it.
+    "whitening_bias_epochs": 0,
     "batch_norm_momentum": 0.99,  # Keras's default
     "batch_norm_scale": True,
     "logit_temperature": 1.0,
@@ -156,10 +158,11 @@ LATER_OPTIONS = (
     "ema_momentum",
     "pool_after",
     "offset_learning_rate_scale",
+    "whitening_bias_epochs",
 )
 # The later options that came after default run ids were first derived from every setting: left out of the id
 # while off (the reference's value), so an unfinished run started before they existed resumes under the same command.
-OPTIONS_OUTSIDE_OLD_RUN_IDS = ("pool_after", "offset_learning_rate_scale")
+OPTIONS_OUTSIDE_OLD_RUN_IDS = ("pool_after", "offset_learning_rate_scale", "whitening_bias_epochs")
 # Names that runs written by earlier versions carry in their config.json.
 OLD_PRESET_NAMES = {"seed": "reference"}
 
@@ -187,6 +190,7 @@ ARCHITECTURE_FIELDS = (
     "normalization",
     "crop_padding",
     "stem",
+    "whitening_bias_epochs",
     "batch_norm_momentum",
     "batch_norm_scale",
     "logit_temperature",
@@ -242,6 +246,11 @@ class RunConfig:
     stem: str = _recipe(
         "stem",
         "'none', or 'whiten': a frozen 2x2 convolution that whitens the training images' patches (airbench)",
+    )
+    whitening_bias_epochs: int = _recipe(
+        "whitening_bias_epochs",
+        "stem 'whiten' with SGD: the whitening convolution has a bias, learnt in the first this many epochs and "
+        "frozen after them (airbench: 3); 0: no bias",
     )
     batch_norm_momentum: float = _recipe(
         "batch_norm_momentum", "share of every BatchNorm moving average kept at each step (airbench: 0.6)"
@@ -508,6 +517,11 @@ def _architecture_problems(architecture):
         yield f"crop_padding must be a non-negative integer, got {padding!r}"
     if architecture.stem not in STEMS:
         yield f"stem must be one of {STEMS}, got {architecture.stem!r}"
+    bias_epochs = architecture.whitening_bias_epochs
+    if not isinstance(bias_epochs, int) or isinstance(bias_epochs, bool) or bias_epochs < 0:
+        yield f"whitening_bias_epochs must be a non-negative integer, got {bias_epochs!r}"
+    elif bias_epochs and architecture.stem != "whiten":
+        yield f"whitening_bias_epochs={bias_epochs} needs stem 'whiten' (it is that convolution's bias)"
     yield from _pooling_problems(architecture)
     momentum = architecture.batch_norm_momentum
     if not _is_number(momentum) or not 0.0 <= momentum < 1.0:
@@ -633,6 +647,10 @@ def _problems(config: RunConfig):
     elif config.offset_learning_rate_scale != 1.0 and config.optimizer != "sgd":
         # Adam divides each gradient by its own running size, so a per-variable rate is not a gradient scale there.
         yield f"offset_learning_rate_scale={config.offset_learning_rate_scale:g} needs optimizer 'sgd'"
+    bias_epochs = config.whitening_bias_epochs
+    if isinstance(bias_epochs, int) and bias_epochs > 0 and config.optimizer != "sgd":
+        # Freezing it is done by cifarlib.optimizer.ScaledRateSGD.
+        yield f"whitening_bias_epochs={bias_epochs} needs optimizer 'sgd'"
     if not 0.0 <= config.label_smoothing < 1.0:
         yield f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}"
     if not 0.0 <= config.ema_momentum < 1.0:

@@ -40,6 +40,7 @@ CIFAR10_GRAY_STD = (0.2390,)
 # almost no variance are not blown up; both values are airbench94's.
 WHITENING_PATCH = 2
 WHITENING_EPS = 5e-4
+WHITENING_LAYER = "whiten"
 # How many training images the patch covariance is estimated from (airbench94 uses 5,000 too).
 WHITENING_IMAGES = 5000
 
@@ -177,7 +178,7 @@ def build_inception(
     )
     x = normalization(inputs)
     if architecture.stem == "whiten":
-        x = _whitening_stem(x, normalization, stem_images)
+        x = _whitening_stem(x, normalization, stem_images, bias=architecture.whitening_bias_epochs > 0)
     pool_after = pool_plan(architecture)
     if 0 in pool_after:
         x = layers.MaxPooling2D(2, name="stem_downsample")(x)
@@ -358,24 +359,29 @@ def _patches(images: np.ndarray, patch: int) -> np.ndarray:
     return np.stack(windows, axis=3).reshape(-1, patch * patch * images.shape[-1])
 
 
-def _whitening_stem(x, normalization: layers.Layer, images: np.ndarray | None):
+def _whitening_stem(x, normalization: layers.Layer, images: np.ndarray | None, *, bias: bool = False):
     """airbench's frozen patch-whitening convolution, then GELU; fitted to ``images`` when they are given.
 
     Padding ``"valid"``, as airbench: the grid shrinks to 31x31, which keeps the network within the reference
     network's multiply-adds (with ``"same"`` padding, the first module's 1x1 convolutions on 24 channels instead of
     3 would cost more than the reference network; tests/test_airbench.py checks the limit, and bench-accuracy
     prints each recipe's multiply-adds).
+
+    ``bias``: the convolution gets a bias, starting at zero, which is its one trainable weight (the kernel stays
+    frozen); training freezes it after ``whitening_bias_epochs`` (``cifarlib.optimizer.FreezeAfter``).
     """
     channels = x.shape[-1]
     stem = layers.Conv2D(
         2 * WHITENING_PATCH * WHITENING_PATCH * channels,
         WHITENING_PATCH,
         padding="valid",
-        use_bias=False,
-        trainable=False,
-        name="whiten",
+        use_bias=bias,
+        trainable=bias,
+        name=WHITENING_LAYER,
     )
     x = stem(x)
+    if bias:
+        stem.kernel.trainable = False
     if images is not None:
         sample = np.asarray(images[:WHITENING_IMAGES], dtype="float32")
         normalized = keras.ops.convert_to_numpy(normalization(sample))

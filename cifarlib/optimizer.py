@@ -1,57 +1,113 @@
-"""Nesterov SGD in which chosen variables learn at a multiple of the learning rate (airbench's ``bias_scaler``).
+"""Nesterov SGD in which chosen variables learn at a multiple of the learning rate (airbench's ``bias_scaler``), and
+chosen ones learn only until they are frozen (airbench's whitening bias, frozen after its first epochs).
 
 Keras optimizers take one learning rate for every variable. airbench trains its BatchNorm offsets 64 times faster
 than its other weights, so that the thresholds of the activations keep up with the quickly changing convolutions.
 For SGD with momentum, a learning rate ``k`` times larger on one variable is exactly a gradient ``k`` times larger
 on it: the momentum buffer and the step are linear in the gradient, and Keras's decoupled weight decay
 (``w -= lr * decay * w``) does not read the gradient, so it stays at the common rate, as in airbench. This class
-scales those gradients before Keras's own SGD update, so everything else (the schedule, momentum, weight decay,
+scales those gradients in Keras's own SGD update, so everything else (the schedule, momentum, weight decay,
 the weight average, loss scaling, the saved optimizer variables) is Keras's.
+
+Freezing a variable part-way through training (PyTorch's ``requires_grad = False``) cannot be done by Keras's
+``trainable`` flag without retracing the training step, and a zero gradient is not enough: the momentum built up
+would carry the variable on. So a frozen variable's update (step, weight decay and momentum alike) is undone in
+the same step, and it stays exactly as it was; ``FreezeAfter`` freezes at an epoch.
 """
 
 from __future__ import annotations
 
 import keras
+from keras import ops
+
+from cifarlib.model import WHITENING_LAYER
 
 
 @keras.saving.register_keras_serializable(package="cifarlib")
 class ScaledRateSGD(keras.optimizers.SGD):
     """``keras.optimizers.SGD`` in which the variables given to ``scale_rate_of`` learn at ``rate_scale`` times its
-    learning rate.
+    learning rate, and those given to ``freezable`` stop learning once ``freeze(True)`` is called.
 
     Args:
         rate_scale: the multiple (1: plain SGD).
         *args, **kwargs: as for ``keras.optimizers.SGD``.
 
-    Call ``scale_rate_of(variables)`` before the optimizer is built, as for ``exclude_from_weight_decay``.
+    Call ``scale_rate_of(variables)`` and ``freezable(variables)`` before the optimizer is built, as for
+    ``exclude_from_weight_decay``.
     """
 
     def __init__(self, *args, rate_scale: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.rate_scale = float(rate_scale)
         self._scaled_keys: frozenset = frozenset()
+        self._freezable_keys: frozenset = frozenset()
 
     def scale_rate_of(self, variables) -> None:
-        if self.built:
-            raise ValueError("scale_rate_of() must be called before the optimizer is built")
-        self._scaled_keys = frozenset(self._var_key(variable) for variable in variables)
+        self._scaled_keys = self._keys_before_build(variables, "scale_rate_of")
 
-    def apply(self, grads, trainable_variables=None):
-        if self.rate_scale != 1.0 and self._scaled_keys:
-            # Without variables, the gradients are in the order the optimizer was built with (as Keras's apply reads them).
-            variables = (
-                self._trainable_variables if trainable_variables is None else list(trainable_variables)
-            )
-            grads = [
-                grad * self.rate_scale
-                if grad is not None and self._var_key(variable) in self._scaled_keys
-                else grad
-                for grad, variable in zip(grads, variables)
-            ]
-        return super().apply(grads, trainable_variables)
+    def freezable(self, variables) -> None:
+        self._freezable_keys = self._keys_before_build(variables, "freezable")
+
+    def _keys_before_build(self, variables, method: str) -> frozenset:
+        if self.built:
+            raise ValueError(f"{method}() must be called before the optimizer is built")
+        return frozenset(self._var_key(variable) for variable in variables)
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        if self._freezable_keys:
+            # 1.0 while the freezable variables are frozen; an optimizer variable, so compiled steps read its value.
+            # Only optimizers with freezable variables have it, so backups of earlier runs keep their layout.
+            self.frozen = self.add_variable((), initializer="zeros", dtype="float32", name="frozen")
+            # Each freezable variable's value after its last step: where a frozen one is put back to, undoing the
+            # weight decay Keras applies before the update step as well as the step itself.
+            self._held = {}
+            for variable in variables:
+                if self._var_key(variable) in self._freezable_keys:
+                    held = self.add_variable_from_reference(variable, "held")
+                    held.assign(ops.convert_to_numpy(variable))  # a copy: JAX must not see one buffer twice
+                    self._held[self._var_key(variable)] = held
+
+    def freeze(self, frozen: bool) -> None:
+        """Freeze (``True``) or free the ``freezable`` variables from the next step on."""
+        self.frozen.assign(1.0 if frozen else 0.0)
+
+    def update_step(self, gradient, variable, learning_rate):
+        key = self._var_key(variable)
+        if self.rate_scale != 1.0 and key in self._scaled_keys:
+            gradient = gradient * self.rate_scale
+        if key not in self._freezable_keys:
+            return super().update_step(gradient, variable, learning_rate)
+        # A variable as a tensor under every backend; under TensorFlow a live view, so a snapshot needs ops.copy.
+        value = ops.convert_to_tensor
+        momentum = self.momentums[self._get_variable_index(variable)] if self.momentums else None
+        momentum_before = None if momentum is None else ops.copy(value(momentum))
+        super().update_step(gradient, variable, learning_rate)
+        frozen = value(self.frozen) > 0
+        kept = ops.where(frozen, value(self._held[key]), value(variable))
+        self.assign(variable, kept)
+        self.assign(self._held[key], kept)
+        if momentum is not None:  # as PyTorch keeps a frozen variable's momentum buffer as it was
+            self.assign(momentum, ops.where(frozen, momentum_before, value(momentum)))
 
     def get_config(self):
         return {**super().get_config(), "rate_scale": self.rate_scale}
+
+
+class FreezeAfter(keras.callbacks.Callback):
+    """Freezes the ``ScaledRateSGD.freezable`` variables from epoch ``epochs`` on (counting from 0), so they learn in
+    the first ``epochs`` epochs only; set as each epoch begins, so a resumed run freezes them again."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        # Under mixed float16, Keras wraps the optimizer in a LossScaleOptimizer.
+        getattr(optimizer, "inner_optimizer", optimizer).freeze(epoch >= self.epochs)
 
 
 def batch_norm_offsets(model: keras.Model) -> list:
@@ -60,6 +116,15 @@ def batch_norm_offsets(model: keras.Model) -> list:
         layer.beta
         for layer in _nested_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.center and layer.trainable
+    ]
+
+
+def whitening_bias(model: keras.Model) -> list:
+    """The bias of the whitening stem, when it has one (``whitening_bias_epochs``), nested models included."""
+    return [
+        layer.bias
+        for layer in _nested_layers(model)
+        if layer.name == WHITENING_LAYER and getattr(layer, "use_bias", False)
     ]
 
 

@@ -34,7 +34,7 @@ from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
 from cifarlib.evaluation import evaluate_model
 from cifarlib.memory import warn_if_too_big
 from cifarlib.model import build_model, training_model
-from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets
+from cifarlib.optimizer import FreezeAfter, ScaledRateSGD, batch_norm_offsets, whitening_bias
 from cifarlib.pipeline import make_inputs
 
 log = logging.getLogger(__name__)
@@ -310,12 +310,13 @@ def compile_model(model: keras.Model, config: RunConfig, plan: DevicePlan, steps
         optimizer = keras.optimizers.Adam(learning_rate, weight_decay=decay, **ema_settings(config))
     else:
         sgd = dict(momentum=config.momentum, nesterov=True, weight_decay=decay, **ema_settings(config))
-        if config.offset_learning_rate_scale == 1.0:
+        if config.offset_learning_rate_scale == 1.0 and not config.whitening_bias_epochs:
             # Keras's own class where no rate is scaled, so backups of runs from before the option resume as written.
             optimizer = keras.optimizers.SGD(learning_rate, **sgd)
         else:
             optimizer = ScaledRateSGD(learning_rate, rate_scale=config.offset_learning_rate_scale, **sgd)
             optimizer.scale_rate_of(batch_norm_offsets(model))
+            optimizer.freezable(whitening_bias(model))
     if decay and config.decay_kernels_only:
         # Decay on a kernel feeding BatchNorm only raises its effective learning rate (BN undoes its scale);
         # decay on BN scales/offsets and biases shrinks the outputs themselves. Set before the optimizer is built.
@@ -493,6 +494,7 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan, network
         else []
     )
     augmentation = [FlipEpoch()] if config.flip == "alternate" and config.crop_padding else []
+    freezing = [FreezeAfter(config.whitening_bias_epochs)] if config.whitening_bias_epochs else []
     stateful = {
         "checkpoint": NetworkCheckpoint(
             str(staging / storage.BEST_MODEL_FILE),
@@ -528,7 +530,7 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan, network
     # Early stopping and the plateau schedule read only the epoch's logs; they come before the EMA swap, which must
     # see their stop decision, and the swap comes before the checkpoint, which must save the averaged weights.
     controls = [stateful[name] for name in ("early_stopping", "reduce_lr") if name in stateful]
-    ordered = [*augmentation, *controls, *ema, stateful["checkpoint"], *extras, backup]
+    ordered = [*augmentation, *freezing, *controls, *ema, stateful["checkpoint"], *extras, backup]
     return ordered, stateful
 
 

@@ -17,7 +17,7 @@ from cifarlib.config import PRESETS, RunConfig
 from cifarlib.device import plan_device
 from cifarlib.errors import RunConfigError
 from cifarlib.model import WHITENING_EPS, build_inception, build_model, patch_whitening_kernel, training_model
-from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets
+from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets, whitening_bias
 from cifarlib.train import compile_model, train
 
 AIRBENCH_OPTIONS = dict(
@@ -30,6 +30,7 @@ AIRBENCH_OPTIONS = dict(
     flip="alternate",
     ema_momentum=0.9,
     offset_learning_rate_scale=64.0,
+    whitening_bias_epochs=1,
 )
 SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2)
 
@@ -60,6 +61,7 @@ def test_presets_turn_on_only_the_measured_options_and_old_runs_load_unchanged()
         )
         assert (config.activation, config.identity_init) == ("relu", False)
         assert config.offset_learning_rate_scale == 1.0
+        assert config.whitening_bias_epochs == 0
     # A config.json written before these options existed trained with all of them off, and resumes that way.
     reference = RunConfig.from_preset("reference")
     stored = {key: value for key, value in reference.to_dict().items() if key not in AIRBENCH_OPTIONS}
@@ -89,6 +91,10 @@ def test_presets_turn_on_only_the_measured_options_and_old_runs_load_unchanged()
             dict(offset_learning_rate_scale=64, optimizer="adam"),
             "offset_learning_rate_scale=64 needs optimizer 'sgd'",
         ),
+        (dict(whitening_bias_epochs=-1), "whitening_bias_epochs must be a non-negative integer"),
+        (dict(whitening_bias_epochs=2.5), "whitening_bias_epochs must be a non-negative integer"),
+        (dict(whitening_bias_epochs=3, stem="none"), "whitening_bias_epochs=3 needs stem 'whiten'"),
+        (dict(whitening_bias_epochs=2, optimizer="adam"), "whitening_bias_epochs=2 needs optimizer 'sgd'"),
     ],
 )
 def test_bad_option_values_are_refused_with_their_name(changes, message):
@@ -209,6 +215,20 @@ def test_whitening_stem_whitens_the_normalised_training_images_and_is_frozen():
     assert not np.allclose(np.array(unfitted.get_layer("whiten").kernel), np.array(stem.kernel))
 
 
+def test_whitening_bias_is_the_stems_only_trainable_weight_and_starts_at_zero():
+    images = smooth_images(200)
+    config = RunConfig.from_preset("tuned", width=0.25, whitening_bias_epochs=3)
+    network = build_model(config, stem_images=images)
+    stem = network.get_layer("whiten")
+    assert [v.path for v in network.trainable_variables if "whiten" in v.path] == [stem.bias.path]
+    assert whitening_bias(training_model(network, 2, seed=0)) == [stem.bias]
+    np.testing.assert_array_equal(np.array(stem.bias), np.zeros(24))
+    without = build_model(config.replace(whitening_bias_epochs=0), stem_images=images)
+    np.testing.assert_array_equal(np.array(stem.kernel), np.array(without.get_layer("whiten").kernel))
+    assert network.count_params() == without.count_params() + 24
+    assert whitening_bias(without) == []
+
+
 def test_every_new_network_option_stays_within_the_limits():
     """At full width, at most 1.5 M parameters and no more multiply-adds per image than the reference network."""
     limit = forward_multiply_adds(build_inception("reference"))
@@ -248,6 +268,84 @@ def test_a_scaled_rate_is_sgd_at_that_rate_on_those_variables_only():
     )
     with pytest.raises(ValueError, match="before the optimizer is built"):
         scaled.scale_rate_of([fast])
+
+
+def test_a_frozen_variable_stays_exactly_where_it_was_while_the_others_learn_on():
+    """PyTorch's requires_grad=False: no step, no weight decay, its momentum kept as it was; otherwise plain SGD."""
+    sgd = dict(momentum=0.9, nesterov=True, weight_decay=0.1)
+    freezable, other = keras.Variable([1.0, -2.0, 0.5]), keras.Variable([0.5, 0.5, -1.5])
+    optimizer = ScaledRateSGD(0.05, **sgd)
+    optimizer.freezable([freezable])
+    reference = [keras.Variable(np.array(v)) for v in (freezable, other)]
+    reference_sgd = keras.optimizers.SGD(0.05, **sgd)
+    paused = keras.Variable(np.array(freezable))  # plain SGD that skips the frozen steps
+    paused_sgd = keras.optimizers.SGD(0.05, **sgd)
+    gradients = [keras.ops.convert_to_tensor(g) for g in ([0.3, -1.0, 2.0], [1.0, 0.25, -0.75])]
+
+    def steps(count, frozen):
+        optimizer.freeze(frozen)
+        for _ in range(count):
+            optimizer.apply(gradients, [freezable, other])
+            reference_sgd.apply(gradients, reference)
+            if not frozen:
+                paused_sgd.apply(gradients[:1], [paused])
+
+    optimizer.build([freezable, other])
+    steps(3, frozen=False)
+    np.testing.assert_allclose(np.array(freezable), np.array(reference[0]), rtol=1e-6)
+    held = np.array(freezable)
+    steps(3, frozen=True)
+    np.testing.assert_array_equal(np.array(freezable), held)
+    assert not np.allclose(np.array(reference[0]), held)  # unfrozen, momentum and decay would have moved it
+    np.testing.assert_allclose(np.array(other), np.array(reference[1]), rtol=1e-6)
+    steps(2, frozen=False)  # freed again, it goes on with the momentum it had when it was frozen
+    np.testing.assert_allclose(np.array(freezable), np.array(paused), rtol=1e-6)
+    with pytest.raises(ValueError, match="before the optimizer is built"):
+        optimizer.freezable([other])
+    # Frozen before its first step, it stays at its start.
+    start = keras.Variable([1.0, -2.0, 0.5])
+    early = ScaledRateSGD(0.05, **sgd)
+    early.freezable([start])
+    early.build([start])
+    early.freeze(True)
+    early.apply([keras.ops.ones(3)], [start])
+    np.testing.assert_array_equal(np.array(start), [1.0, -2.0, 0.5])
+
+
+def test_whitening_bias_learns_in_its_epochs_then_stays_frozen_across_a_resume(
+    small_archive, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+    config = RunConfig.from_preset(
+        "tuned", data=str(small_archive), epochs=3, whitening_bias_epochs=1, precision="float32", **SMALL
+    )
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self, stop_after=None):
+            super().__init__()
+            self.stop_after, self.bias, self.kernel = stop_after, [], []
+
+        def on_train_begin(self, logs=None):
+            stem = next(layer for layer in self.model._flatten_layers() if layer.name == "whiten")
+            self.stem, self.start = stem, np.array(stem.kernel)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bias.append(np.array(self.stem.bias))
+            self.kernel.append(np.array(self.stem.kernel))
+            if epoch == self.stop_after:
+                raise KeyboardInterrupt
+
+    first = Record(stop_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "ws", run_id="bias", verbose=0, callbacks=[first])
+    second = Record()
+    train(config, tmp_path / "ws", run_id="bias", verbose=0, callbacks=[second])
+    learnt = first.bias[0]
+    assert np.abs(learnt).max() > 0  # it learnt in epoch 1, from zero
+    for bias in (first.bias[1], *second.bias):  # frozen in epoch 2, and in epoch 3 after the resume
+        np.testing.assert_array_equal(bias, learnt)
+    for kernel in (*first.kernel, *second.kernel):  # the whitening itself never learns
+        np.testing.assert_array_equal(kernel, first.start)
 
 
 def test_offset_learning_rate_scale_reaches_every_batch_norm_offset_and_nothing_else():
