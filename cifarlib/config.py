@@ -648,7 +648,8 @@ def _problems(config: RunConfig):
         # Adam divides each gradient by its own running size, so a per-variable rate is not a gradient scale there.
         yield f"offset_learning_rate_scale={config.offset_learning_rate_scale:g} needs optimizer 'sgd'"
     bias_epochs = config.whitening_bias_epochs
-    if isinstance(bias_epochs, int) and bias_epochs > 0 and config.optimizer != "sgd":
+    valid_bias_epochs = isinstance(bias_epochs, int) and not isinstance(bias_epochs, bool) and bias_epochs > 0
+    if valid_bias_epochs and config.optimizer != "sgd":
         # Freezing it is done by cifarlib.optimizer.ScaledRateSGD.
         yield f"whitening_bias_epochs={bias_epochs} needs optimizer 'sgd'"
     if not 0.0 <= config.label_smoothing < 1.0:

@@ -311,15 +311,26 @@ def _normalization_layer(kind: str, channels: int, mean, std) -> layers.Layer:
     return layers.Rescaling(scale, offset, name="standardize")
 
 
+def load_network(path) -> keras.Model:
+    """A saved network (a run's ``best.keras``), with the whitening stem's kernel frozen again where the stem has a
+    trainable bias: the ``.keras`` format keeps a layer's trainable flag but not one weight's."""
+    network = keras.saving.load_model(path)
+    for layer in network._flatten_layers():
+        if layer.name == WHITENING_LAYER and getattr(layer, "use_bias", False):
+            layer.kernel.trainable = False
+    return network
+
+
 def identity_initialize(network: keras.Model) -> None:
-    """Make each trainable convolution of ``network`` pass its first ``min(inputs, outputs)`` channels through.
+    """Make each convolution with a trainable kernel pass its first ``min(inputs, outputs)`` channels through.
 
     airbench's Dirac initialisation: filter ``i`` (for ``i`` below that count) becomes 1 at the kernel's centre on
     input channel ``i`` and 0 elsewhere; the other filters keep their random initialisation. Applied to the
     built network's weights, so no custom initializer is saved with it.
     """
     for layer in network.layers:
-        if isinstance(layer, layers.Conv2D) and layer.trainable:
+        # Not the whitening stem, whose kernel is fitted and frozen even where its bias trains.
+        if isinstance(layer, layers.Conv2D) and layer.trainable and layer.kernel.trainable:
             kernel = np.array(layer.kernel)
             height, width, inputs, outputs = kernel.shape
             count = min(inputs, outputs)
@@ -368,7 +379,8 @@ def _whitening_stem(x, normalization: layers.Layer, images: np.ndarray | None, *
     prints each recipe's multiply-adds).
 
     ``bias``: the convolution gets a bias, starting at zero, which is its one trainable weight (the kernel stays
-    frozen); training freezes it after ``whitening_bias_epochs`` (``cifarlib.optimizer.FreezeAfter``).
+    frozen); training freezes it after ``whitening_bias_epochs`` (``cifarlib.optimizer.FreezeAfter``). Keras saves
+    no per-weight trainable flag, so ``load_network`` freezes the kernel again when a saved network is loaded.
     """
     channels = x.shape[-1]
     stem = layers.Conv2D(

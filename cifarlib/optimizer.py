@@ -7,7 +7,8 @@ For SGD with momentum, a learning rate ``k`` times larger on one variable is exa
 on it: the momentum buffer and the step are linear in the gradient, and Keras's decoupled weight decay
 (``w -= lr * decay * w``) does not read the gradient, so it stays at the common rate, as in airbench. This class
 scales those gradients in Keras's own SGD update, so everything else (the schedule, momentum, weight decay,
-the weight average, loss scaling, the saved optimizer variables) is Keras's.
+the weight average, loss scaling, the saved optimizer variables) is Keras's. (Gradient clipping, which cifarlib
+does not use, would clip before the scaling.)
 
 Freezing a variable part-way through training (PyTorch's ``requires_grad = False``) cannot be done by Keras's
 ``trainable`` flag without retracing the training step, and a zero gradient is not enough: the momentum built up
@@ -72,6 +73,8 @@ class ScaledRateSGD(keras.optimizers.SGD):
 
     def freeze(self, frozen: bool) -> None:
         """Freeze (``True``) or free the ``freezable`` variables from the next step on."""
+        if not hasattr(self, "frozen"):
+            raise ValueError("freeze() needs the optimizer built, after freezable() was given variables")
         self.frozen.assign(1.0 if frozen else 0.0)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -80,7 +83,8 @@ class ScaledRateSGD(keras.optimizers.SGD):
             gradient = gradient * self.rate_scale
         if key not in self._freezable_keys:
             return super().update_step(gradient, variable, learning_rate)
-        # A variable as a tensor under every backend; under TensorFlow a live view, so a snapshot needs ops.copy.
+        # A variable's value as a tensor under every backend; under TensorFlow that can be the variable itself,
+        # which later assigns change, so the snapshot is taken with ops.copy.
         value = ops.convert_to_tensor
         momentum = self.momentums[self._get_variable_index(variable)] if self.momentums else None
         momentum_before = None if momentum is None else ops.copy(value(momentum))

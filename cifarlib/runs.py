@@ -18,6 +18,7 @@ from cifarlib.config import EVALUATION_SPLITS, RunConfig
 from cifarlib.data import load_run_splits
 from cifarlib.errors import RunConfigError, WorkspaceError
 from cifarlib.evaluation import predict_probabilities, score
+from cifarlib.model import load_network
 
 
 def run_predictions(
@@ -96,7 +97,7 @@ def load_best_model(run: storage.RunFolder) -> keras.Model:
     """The run's ``best.keras``; a file that does not load raises ``WorkspaceError`` saying how to recover."""
     best = run.file(storage.BEST_MODEL_FILE)
     try:
-        return keras.saving.load_model(best)
+        return load_network(best)
     except Exception as error:  # noqa: BLE001 - a damaged zip or weights file fails in many ways.
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
         raise WorkspaceError(f"{best}: cannot be loaded ({reason}); {_recovery(run)}") from error

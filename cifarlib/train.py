@@ -33,7 +33,7 @@ from cifarlib.device import DevicePlan, make_strategy, plan_device
 from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
 from cifarlib.evaluation import evaluate_model
 from cifarlib.memory import warn_if_too_big
-from cifarlib.model import build_model, training_model
+from cifarlib.model import build_model, load_network, training_model
 from cifarlib.optimizer import FreezeAfter, ScaledRateSGD, batch_norm_offsets, whitening_bias
 from cifarlib.pipeline import make_inputs
 
@@ -216,7 +216,7 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
         # test-time augmentation): the figure a fixed-budget recipe is compared on, free of best-epoch selection.
         scoring = dict(batch_size=context.global_batch, tta=config.tta, tta_translate=config.tta_translate)
         final_validation = evaluate_model(network, x_val, y_val, **scoring)
-        best_network = keras.saving.load_model(run.file(storage.BEST_MODEL_FILE))
+        best_network = load_network(run.file(storage.BEST_MODEL_FILE))
         test = evaluate_model(best_network, x_test, y_test, **scoring)
 
     summary = {

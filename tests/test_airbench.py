@@ -16,7 +16,14 @@ from cifarlib.bench_accuracy import format_accuracy_table, network_size, parse_r
 from cifarlib.config import PRESETS, RunConfig
 from cifarlib.device import plan_device
 from cifarlib.errors import RunConfigError
-from cifarlib.model import WHITENING_EPS, build_inception, build_model, patch_whitening_kernel, training_model
+from cifarlib.model import (
+    WHITENING_EPS,
+    build_inception,
+    build_model,
+    load_network,
+    patch_whitening_kernel,
+    training_model,
+)
 from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets, whitening_bias
 from cifarlib.train import compile_model, train
 
@@ -100,6 +107,13 @@ def test_presets_turn_on_only_the_measured_options_and_old_runs_load_unchanged()
 def test_bad_option_values_are_refused_with_their_name(changes, message):
     with pytest.raises(RunConfigError, match=message.replace("[", r"\[").replace(")", r"\)")):
         RunConfig(**changes)
+
+
+def test_a_bad_whitening_bias_epochs_gives_one_error_not_two():
+    with pytest.raises(RunConfigError) as error:
+        RunConfig(whitening_bias_epochs=True, optimizer="adam")
+    assert "must be a non-negative integer, got True" in str(error.value)
+    assert "needs optimizer" not in str(error.value)
 
 
 def test_whitening_stem_needs_global_pooling():
@@ -215,15 +229,17 @@ def test_whitening_stem_whitens_the_normalised_training_images_and_is_frozen():
     assert not np.allclose(np.array(unfitted.get_layer("whiten").kernel), np.array(stem.kernel))
 
 
-def test_whitening_bias_is_the_stems_only_trainable_weight_and_starts_at_zero():
+@pytest.mark.parametrize("identity_init", [False, True])
+def test_whitening_bias_is_the_stems_only_trainable_weight_and_starts_at_zero(identity_init):
     images = smooth_images(200)
-    config = RunConfig.from_preset("tuned", width=0.25, whitening_bias_epochs=3)
+    config = RunConfig.from_preset("tuned", width=0.25, whitening_bias_epochs=3, identity_init=identity_init)
     network = build_model(config, stem_images=images)
     stem = network.get_layer("whiten")
     assert [v.path for v in network.trainable_variables if "whiten" in v.path] == [stem.bias.path]
     assert whitening_bias(training_model(network, 2, seed=0)) == [stem.bias]
     np.testing.assert_array_equal(np.array(stem.bias), np.zeros(24))
     without = build_model(config.replace(whitening_bias_epochs=0), stem_images=images)
+    # The same fitted whitening, which identity initialisation leaves alone.
     np.testing.assert_array_equal(np.array(stem.kernel), np.array(without.get_layer("whiten").kernel))
     assert network.count_params() == without.count_params() + 24
     assert whitening_bias(without) == []
@@ -276,6 +292,8 @@ def test_a_frozen_variable_stays_exactly_where_it_was_while_the_others_learn_on(
     freezable, other = keras.Variable([1.0, -2.0, 0.5]), keras.Variable([0.5, 0.5, -1.5])
     optimizer = ScaledRateSGD(0.05, **sgd)
     optimizer.freezable([freezable])
+    with pytest.raises(ValueError, match="needs the optimizer built"):
+        optimizer.freeze(True)
     reference = [keras.Variable(np.array(v)) for v in (freezable, other)]
     reference_sgd = keras.optimizers.SGD(0.05, **sgd)
     paused = keras.Variable(np.array(freezable))  # plain SGD that skips the frozen steps
@@ -335,14 +353,16 @@ def test_whitening_bias_learns_in_its_epochs_then_stays_frozen_across_a_resume(
             if epoch == self.stop_after:
                 raise KeyboardInterrupt
 
-    first = Record(stop_after=1)
+    # Stopped after its learning epoch, so the resumed run must freeze it itself.
+    first = Record(stop_after=0)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "ws", run_id="bias", verbose=0, callbacks=[first])
     second = Record()
     train(config, tmp_path / "ws", run_id="bias", verbose=0, callbacks=[second])
-    learnt = first.bias[0]
+    (learnt,) = first.bias
     assert np.abs(learnt).max() > 0  # it learnt in epoch 1, from zero
-    for bias in (first.bias[1], *second.bias):  # frozen in epoch 2, and in epoch 3 after the resume
+    assert len(second.bias) == 2
+    for bias in second.bias:  # frozen in epochs 2 and 3, after the resume
         np.testing.assert_array_equal(bias, learnt)
     for kernel in (*first.kernel, *second.kernel):  # the whitening itself never learns
         np.testing.assert_array_equal(kernel, first.start)
@@ -503,8 +523,10 @@ def test_all_options_on_train_end_to_end(small_archive, tmp_path, monkeypatch):
     result = train(config, tmp_path / "ws", run_id="airbench", verbose=0)
     assert result.history["epoch"].tolist() == [1, 2]
     assert 0.0 <= result.summary["final_val_accuracy"] <= 1.0
-    saved = keras.saving.load_model(result.run_dir / storage.BEST_MODEL_FILE)
+    saved = load_network(result.run_dir / storage.BEST_MODEL_FILE)
     assert saved.get_layer("whiten").kernel.shape == (2, 2, 3, 24)
+    # Its whitening kernel stays frozen when the saved network is loaded to train on; only its bias learns.
+    assert [v.path for v in saved.trainable_variables if "whiten" in v.path] == ["whiten/bias"]
 
 
 def test_recipes_name_their_changed_settings():
