@@ -315,10 +315,24 @@ def load_network(path) -> keras.Model:
     """A saved network (a run's ``best.keras``), with the whitening stem's kernel frozen again where the stem has a
     trainable bias: the ``.keras`` format keeps a layer's trainable flag but not one weight's."""
     network = keras.saving.load_model(path)
-    for layer in network._flatten_layers():
-        if layer.name == WHITENING_LAYER and getattr(layer, "use_bias", False):
-            layer.kernel.trainable = False
+    if stem := whitening_stem_with_bias(network):
+        stem.kernel.trainable = False
     return network
+
+
+def whitening_stem_with_bias(model: keras.Model) -> layers.Conv2D | None:
+    """The whitening stem of ``model`` (nested models included) when it has a bias (``whitening_bias_epochs``)."""
+    for layer in nested_layers(model):
+        if layer.name == WHITENING_LAYER and getattr(layer, "use_bias", False):
+            return layer
+    return None
+
+
+def nested_layers(model):
+    """Every layer of ``model``, and of the models nested in it, depth first."""
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from nested_layers(layer)
 
 
 def identity_initialize(network: keras.Model) -> None:

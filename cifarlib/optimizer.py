@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cifarlib.model import WHITENING_LAYER
+from cifarlib.model import nested_layers, whitening_stem_with_bias
 
 
 @keras.saving.register_keras_serializable(package="cifarlib")
@@ -118,21 +118,12 @@ def batch_norm_offsets(model: keras.Model) -> list:
     """The trainable offsets (``beta``) of every BatchNormalization in ``model``, nested models included."""
     return [
         layer.beta
-        for layer in _nested_layers(model)
+        for layer in nested_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.center and layer.trainable
     ]
 
 
 def whitening_bias(model: keras.Model) -> list:
     """The bias of the whitening stem, when it has one (``whitening_bias_epochs``), nested models included."""
-    return [
-        layer.bias
-        for layer in _nested_layers(model)
-        if layer.name == WHITENING_LAYER and getattr(layer, "use_bias", False)
-    ]
-
-
-def _nested_layers(model):
-    for layer in getattr(model, "layers", ()):
-        yield layer
-        yield from _nested_layers(layer)
+    stem = whitening_stem_with_bias(model)
+    return [stem.bias] if stem else []
