@@ -23,6 +23,7 @@ from cifarlib.model import (
     load_network,
     patch_whitening_kernel,
     training_model,
+    whitening_stem_with_bias,
 )
 from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets, whitening_bias
 from cifarlib.train import compile_model, train
@@ -344,7 +345,7 @@ def test_whitening_bias_learns_in_its_epochs_then_stays_frozen_across_a_resume(
             self.stop_after, self.bias, self.kernel = stop_after, [], []
 
         def on_train_begin(self, logs=None):
-            stem = next(layer for layer in self.model._flatten_layers() if layer.name == "whiten")
+            stem = whitening_stem_with_bias(self.model)
             self.stem, self.start = stem, np.array(stem.kernel)
 
         def on_epoch_end(self, epoch, logs=None):
