@@ -28,7 +28,7 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "tpu")
 EVALUATION_SPLITS = ("test", "validation")  # what `evaluate --split` can score a finished run on
 BATCH_NORM_PLACES = ("concat", "branch", "none")
-HEAD_POOLS = ("average2x2", "global")
+HEAD_POOLS = ("average2x2", "global", "global_max")
 NORMALIZATIONS = ("scale", "per_channel")
 STEMS = ("none", "whiten")  # what comes between the input normalisation and the first Inception module
 FLIPS = ("random", "alternate")  # how training flips images (with crops, when crop_padding > 0)
@@ -234,7 +234,8 @@ class RunConfig:
     module_dropout: float = _recipe("module_dropout", "dropout rate after each module's concatenation")
     l2: float = _recipe("l2", "L2 factor on conv and hidden dense kernels; 0: none")
     head_pool: str = _recipe(
-        "head_pool", "'average2x2' then Flatten (reference), or 'global' average pooling"
+        "head_pool",
+        "'average2x2' then Flatten (reference), 'global' average pooling, or 'global_max' pooling (airbench's)",
     )
     normalization: str = _recipe(
         "normalization",

@@ -200,6 +200,8 @@ def build_inception(
         )
     if architecture.head_pool == "global":
         x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    elif architecture.head_pool == "global_max":  # airbench's head: the largest response of each channel
+        x = layers.GlobalMaxPooling2D(name="global_pool")(x)
     else:
         x = layers.AveragePooling2D(2, name="average_pool")(x)
         x = layers.Flatten(name="flatten")(x)

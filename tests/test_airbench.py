@@ -92,6 +92,7 @@ def test_presets_turn_on_only_the_measured_options_and_old_runs_load_unchanged()
         (dict(flip="sometimes"), "flip must be one of"),
         (dict(stem="patchify"), "stem must be one of"),
         (dict(batch_norm_scale="no"), "batch_norm_scale must be true or false"),
+        (dict(head_pool="max"), "head_pool must be one of .*'global_max'.*, got 'max'"),
         (dict(activation="swish"), "activation must be one of"),
         (dict(identity_init=1), "identity_init must be true or false"),
         (dict(offset_learning_rate_scale=0.0), "offset_learning_rate_scale must be > 0"),
@@ -195,6 +196,22 @@ def test_logit_temperature_divides_the_logits_before_the_softmax():
     assert model.output.shape == (None, 10)
 
 
+def test_global_max_head_takes_each_channels_largest_response_over_the_grid():
+    config = RunConfig.from_preset("tuned", width=0.25, head_pool="global_max")
+    network = build_model(config)
+    head = network.get_layer("global_pool")
+    assert isinstance(head, keras.layers.GlobalMaxPooling2D)
+    probe = keras.Model(network.input, [head.input, head.output])
+    grid, pooled = (np.asarray(x, dtype=np.float32) for x in probe(smooth_images(4).astype("float32")))
+    assert grid.shape[1:3] == (3, 3)
+    np.testing.assert_array_equal(pooled, grid.max(axis=(1, 2)))
+    # The same weights as the average-pooling head's, at the same cost.
+    average = build_model(config.replace(head_pool="global"))
+    assert isinstance(average.get_layer("global_pool"), keras.layers.GlobalAveragePooling2D)
+    assert network.count_params() == average.count_params()
+    assert forward_multiply_adds(network) == forward_multiply_adds(average)
+
+
 def test_whitening_kernel_makes_the_patch_second_moments_the_identity_up_to_eps():
     rng = np.random.default_rng(1)
     images = (smooth_images(64) - 127.5) / 64.0 + rng.normal(0, 0.01, size=(64, 32, 32, 3))
@@ -249,7 +266,8 @@ def test_whitening_bias_is_the_stems_only_trainable_weight_and_starts_at_zero(id
 def test_every_new_network_option_stays_within_the_limits():
     """At full width, at most 1.5 M parameters and no more multiply-adds per image than the reference network."""
     limit = forward_multiply_adds(build_inception("reference"))
-    network = build_model(RunConfig(**{k: v for k, v in AIRBENCH_OPTIONS.items() if k != "ema_momentum"}))
+    options = {k: v for k, v in AIRBENCH_OPTIONS.items() if k != "ema_momentum"}
+    network = build_model(RunConfig(**options, head_pool="global_max"))
     assert network.count_params() <= 1_500_000
     assert forward_multiply_adds(network) <= limit
     assert any(layer.name.startswith("inception_") for layer in network.layers)
@@ -520,7 +538,9 @@ def test_ema_weights_are_the_ones_validated_saved_and_kept_across_a_resume(
 
 def test_all_options_on_train_end_to_end(small_archive, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
-    config = RunConfig.from_preset("tuned", data=str(small_archive), epochs=2, **AIRBENCH_OPTIONS, **SMALL)
+    config = RunConfig.from_preset(
+        "tuned", data=str(small_archive), epochs=2, head_pool="global_max", **AIRBENCH_OPTIONS, **SMALL
+    )
     result = train(config, tmp_path / "ws", run_id="airbench", verbose=0)
     assert result.history["epoch"].tolist() == [1, 2]
     assert 0.0 <= result.summary["final_val_accuracy"] <= 1.0
