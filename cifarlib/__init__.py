@@ -7,6 +7,7 @@ TensorFlow's start-up log lines are silenced before TensorFlow is first imported
 """
 
 import importlib
+import importlib.util  # find_spec below; `import importlib` alone does not load it
 
 from cifarlib import quiet
 
