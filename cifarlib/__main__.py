@@ -406,15 +406,22 @@ def _report(args) -> int:
     return 0
 
 
+def _integers(flag: str, text: str, *, minimum: int) -> list[int]:
+    """A comma-separated flag's integers, each at least ``minimum``, or one error naming the flag."""
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum:
+        kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        raise ValueError(f"{flag} must be comma-separated {kind}, got {text!r}")
+    return values
+
+
 def _sweep(args) -> int:
     from cifarlib.sweep import TRAIN_NOTEBOOK, run_sweep
 
-    try:
-        batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    except ValueError as error:
-        raise ValueError(
-            f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}"
-        ) from error
+    batch_sizes = _integers("--batch-sizes", args.batch_sizes, minimum=1)
     # Only the settings given are passed: the rest keep 03_train's defaults (the default preset's values).
     given = {
         name: getattr(args, name)
@@ -444,7 +451,7 @@ def _bench(args) -> int:
             batch_size=args.batch_size,
             steps=args.steps,
             warmup=args.warmup,
-            memory_batches=[int(b) for b in args.memory_batches.split(",")],
+            memory_batches=_integers("--memory-batches", args.memory_batches, minimum=1),
         )
     )
     return 0
@@ -466,7 +473,7 @@ def _bench_accuracy(args) -> int:
         data,
         epochs=args.epochs,
         recipes=split_recipes(args.recipes),
-        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        seeds=tuple(_integers("--seeds", args.seeds, minimum=0)),
         workspace=args.workspace,
         width=args.width,
         train_size=args.train_size,

@@ -16,6 +16,7 @@ reused rather than trained again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import pandas as pd
 from cifarlib.config import RunConfig, setting_accepts_none
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import describe_tta
-from cifarlib.storage import as_workspace
+from cifarlib.storage import RUN_ID_MAX_LENGTH, as_workspace, check_run_id
 from cifarlib.train import train
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,46 @@ def accuracy_benchmark(
             f"{data}: no such file; the accuracy benchmark needs the real CIFAR-10 training images "
             "(a .tar.gz of the images, or a CIFAR-10 python archive)"
         )
+    runs = planned_runs(
+        data, recipes, seeds, epochs=epochs, width=width, train_size=train_size, batch_size=batch_size
+    )
     workspace = as_workspace(workspace)
-    columns, final, tta = {}, {}, {}
-    # One spelling per recipe (no spaces, which would also split the table's column names); bad recipes fail
-    # before any training.
-    configs = {"".join(recipe.split()): parse_recipe(recipe) for recipe in recipes}
-    sizes = {}
-    for recipe, (preset, changes) in configs.items():
+    columns, final, tta, sizes = {}, {}, {}, {}
+    for recipe, seed, config, run_id in runs:
+        log.warning("Training %s (recipe %s, seed %d)", run_id, recipe, seed)
+        result = train(config, workspace, run_id=run_id, verbose=2)
+        history = result.history.set_index("epoch")
+        column = f"{recipe} s{seed}"
+        columns[column] = history["val_accuracy"]
+        columns[f"{column} s/epoch"] = history["seconds"]
+        final[column] = result.summary.get("final_val_accuracy")
+        tta[recipe] = describe_tta(bool(result.summary.get("tta")), result.summary.get("tta_translate", 0))
+        sizes[recipe] = network_size(config)
+    table = pd.DataFrame(columns)
+    # Per-run scalars ride along with the per-epoch table (None for runs finished by an older cifarlib).
+    table.attrs["final_val_accuracy"] = final
+    table.attrs["tta"] = tta
+    table.attrs["network"] = sizes
+    return table
+
+
+def planned_runs(
+    data: Path,
+    recipes: tuple[str, ...],
+    seeds: tuple[int, ...],
+    *,
+    epochs: int,
+    width: float,
+    train_size: int | None,
+    batch_size: int | None,
+) -> list[tuple[str, int, RunConfig, str]]:
+    """Every run the benchmark trains, as (recipe, seed, config, run id), in order. All are built first, so a bad
+    recipe or setting fails before any training rather than hours in."""
+    planned = []
+    # One spelling per recipe (no spaces, which would also split the table's column names).
+    for recipe, (preset, changes) in {"".join(r.split()): parse_recipe(r) for r in recipes}.items():
         for seed in seeds:
-            overrides = {**changes, **({"batch_size": batch_size} if batch_size else {})}
+            overrides = {**changes, **({"batch_size": batch_size} if batch_size is not None else {})}
             config = RunConfig.from_preset(
                 preset,
                 data=str(data),
@@ -82,28 +114,14 @@ def accuracy_benchmark(
                 validation_fraction=VALIDATION_FRACTION,
                 **overrides,
             )
-            run_id = (
-                f"bench-accuracy-{_safe(recipe)}-w{width:g}-e{epochs}-s{seed}"
+            suffix = (
+                f"-w{width:g}-e{epochs}-s{seed}"
                 + (f"-n{train_size}" if train_size else "")
-                + (f"-b{batch_size}" if batch_size else "")
+                + (f"-b{batch_size}" if batch_size is not None else "")
             )
-            log.warning("Training %s (recipe %s, seed %d)", run_id, recipe, seed)
-            result = train(config, workspace, run_id=run_id, verbose=2)
-            history = result.history.set_index("epoch")
-            column = f"{recipe} s{seed}"
-            columns[column] = history["val_accuracy"]
-            columns[f"{column} s/epoch"] = history["seconds"]
-            final[column] = result.summary.get("final_val_accuracy")
-            tta[recipe] = describe_tta(
-                bool(result.summary.get("tta")), result.summary.get("tta_translate", 0)
-            )
-        sizes[recipe] = network_size(config)
-    table = pd.DataFrame(columns)
-    # Per-run scalars ride along with the per-epoch table (None for runs finished by an older cifarlib).
-    table.attrs["final_val_accuracy"] = final
-    table.attrs["tta"] = tta
-    table.attrs["network"] = sizes
-    return table
+            run_id = check_run_id(_run_id(recipe, suffix))
+            planned.append((recipe, seed, config, run_id))
+    return planned
 
 
 def split_recipes(text: str) -> tuple[str, ...]:
@@ -197,6 +215,18 @@ def _mean_and_spread(percentages: list[float]) -> str:
         return mean
     seeds = ", ".join(f"{v:.2f}" for v in percentages)
     return f"{mean} (seeds {seeds}; spread {max(percentages) - min(percentages):.2f})"
+
+
+def _run_id(recipe: str, suffix: str) -> str:
+    """The run id of one recipe's run: ``bench-accuracy-<recipe><suffix>``, readable; where that passes the
+    run-id length limit, the recipe is cut short and a hash of it keeps the id unique and the same on every
+    rerun (so the run resumes)."""
+    run_id = f"bench-accuracy-{_safe(recipe)}{suffix}"
+    if len(run_id) <= RUN_ID_MAX_LENGTH:
+        return run_id
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:10]
+    keep = RUN_ID_MAX_LENGTH - len(f"bench-accuracy--{digest}{suffix}")
+    return f"bench-accuracy-{_safe(recipe)[:keep]}-{digest}{suffix}"
 
 
 def _safe(recipe: str) -> str:

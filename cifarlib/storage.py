@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 COLAB_MOUNT_POINT = "/content/drive"
 DEFAULT_DRIVE_FOLDER = "cifarlib"
 DEFAULT_LOCAL_WORKSPACE = "~/cifarlib-workspace"
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RUN_ID_MAX_LENGTH = 128
+RUN_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{RUN_ID_MAX_LENGTH - 1}}}")
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -245,7 +246,7 @@ def check_run_id(run_id: str) -> str:
     """Run ids are file names on every filesystem: letters, digits, '.', '_' and '-' (no ':' or '/')."""
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise ValueError(
-            f"run id must be 1-128 letters, digits, '.', '_' or '-' and start with a letter or digit, got {run_id!r}"
+            f"run id must be 1-{RUN_ID_MAX_LENGTH} letters, digits, '.', '_' or '-' and start with a letter or digit, got {run_id!r}"
         )
     return run_id
 

@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import pytest
 
+from cifarlib import storage
 from cifarlib.augment import RandomCropFlip
-from cifarlib.bench_accuracy import accuracy_benchmark, format_accuracy_table
+from cifarlib.bench_accuracy import accuracy_benchmark, format_accuracy_table, planned_runs
 from cifarlib.config import PRESETS, RunConfig
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import describe_tta, evaluate_model, predict_probabilities, score, tta_views
@@ -213,6 +214,50 @@ def test_accuracy_benchmark_needs_its_images(tmp_path):
     assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
     assert "--data is required" in done.stderr and "CIFARLIB_ACCURACY_DATA" in done.stderr
     assert not (tmp_path / "ws").exists()
+
+
+def test_accuracy_benchmark_refuses_bad_seeds_and_batch_sizes_before_training(tmp_path):
+    images = tmp_path / "images.tar.gz"
+    images.write_bytes(b"")  # never read: every run is checked before the images are opened
+    command = [sys.executable, "-m", "cifarlib", "bench-accuracy", "--data", str(images)]
+    command += ["--workspace", str(tmp_path / "ws")]
+    for extra, expected in (
+        (["--seeds", "0,x"], "--seeds must be comma-separated integers >= 0, got '0,x'"),
+        (["--seeds", "-1"], "--seeds must be comma-separated integers >= 0"),
+        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--recipes", "tuned+no_such_setting=1"], "no_such_setting"),
+    ):
+        done = subprocess.run(command + extra, capture_output=True, text=True)
+        assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith("cifarlib bench-accuracy: error: ") and expected in done.stderr
+    assert not (tmp_path / "ws").exists()
+
+
+def test_accuracy_benchmark_gives_a_long_recipe_a_short_stable_run_id(tmp_path):
+    long = "tuned+" + "+".join(
+        f"{name}={value}"
+        for name, value in [
+            ("ema_momentum", 0.99),
+            ("flip", "alternate"),
+            ("batch_norm_momentum", 0.6),
+            ("batch_norm_scale", "false"),
+            ("activation", "gelu"),
+            ("head_pool", "global_max"),
+        ]
+    )
+    other = long.replace("global_max", "global")
+    plan = planned_runs(
+        tmp_path, (long, other, "tuned"), (0, 1), epochs=10, width=0.5, train_size=None, batch_size=None
+    )
+    ids = [run_id for *_, run_id in plan]
+    assert len(set(ids)) == 6 and all(len(i) <= storage.RUN_ID_MAX_LENGTH for i in ids)
+    assert all(storage.check_run_id(i) for i in ids)
+    assert ids[0].startswith("bench-accuracy-tuned-ema_momentum-0.99-flip-alternate") and ids[0].endswith(
+        "-w0.5-e10-s0"
+    )
+    assert ids[4] == "bench-accuracy-tuned-w0.5-e10-s0"  # short ones stay as they were
+    rerun = planned_runs(tmp_path, (long,), (0,), epochs=10, width=0.5, train_size=None, batch_size=None)
+    assert rerun[0][3] == ids[0]  # the same id each time, so the run resumes
 
 
 def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monkeypatch):
