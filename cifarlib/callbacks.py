@@ -34,7 +34,7 @@ from pathlib import Path
 import keras
 
 from cifarlib import storage
-from cifarlib.errors import WorkspaceError
+from cifarlib.errors import RunLockedError, WorkspaceError
 from cifarlib.formatting import describe_epoch
 
 CALLBACK_STATE_FILE = "cifarlib_callbacks.json"
@@ -174,6 +174,10 @@ class RunPublisher(keras.callbacks.Callback):
             self._publish_best()
             self._publish_history()
             self._publish_tensorboard()
+        except RunLockedError:
+            # Another process owns the run now: it stops here unchanged, without the advice to resume it.
+            self.model.stop_training = True
+            raise
         except WorkspaceError as error:
             self.model.stop_training = True
             raise WorkspaceError(

@@ -12,7 +12,7 @@ import pytest
 
 from cifarlib import storage
 from cifarlib.config import RunConfig
-from cifarlib.errors import DataError, WorkspaceError
+from cifarlib.errors import DataError, RunLockedError, WorkspaceError
 from cifarlib.train import train
 
 # Tiny on purpose: the test trains twice per write point.
@@ -190,6 +190,25 @@ def test_a_failed_start_keeps_a_folder_another_process_took_over(tmp_path, stagi
         train(RunConfig(**TINY), tmp_path / "ws", run_id="contested", verbose=0)
     lock = tmp_path / "ws" / "runs" / "contested" / storage.LOCK_FILE
     assert json.loads(lock.read_text()) == taken_over
+
+
+def test_a_lock_lost_during_training_stops_it_without_advice_to_resume(tmp_path, staging, monkeypatch):
+    # Another process broke this one's lock (as stale) and took the run during the first epoch.
+    taken_over = {"pid": os.getpid() + 1, "host": "elsewhere", "heartbeat": time.time()}
+    refresh = storage.RunLock.refresh
+
+    def taken_before_refresh(lock):
+        storage.atomic_write_text(lock.path, json.dumps(taken_over))
+        refresh(lock)
+
+    monkeypatch.setattr(storage.RunLock, "refresh", taken_before_refresh)
+    with pytest.raises(RunLockedError, match="lost its lock to process") as lost:
+        train(RunConfig(**{**TINY, "epochs": 2}), tmp_path / "ws", run_id="contested", verbose=0)
+    assert "resume" not in str(lost.value)
+    run_dir = tmp_path / "ws" / "runs" / "contested"
+    # Nothing of this process's epoch was published over the other's run, and its lock is left alone.
+    assert json.loads((run_dir / storage.LOCK_FILE).read_text()) == taken_over
+    assert not (run_dir / storage.HISTORY_FILE).exists()
 
 
 def test_a_run_finished_meanwhile_is_tidied_under_the_lock_already_held(tmp_path, staging, monkeypatch):
