@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import getpass
 import hashlib
 import importlib.util
 import json
@@ -165,7 +166,11 @@ class Workspace:
 
     def staging_dir(self, run_id: str) -> Path:
         """A local, fast folder where Keras callbacks write before the run folder is updated."""
-        root = Path(os.environ.get("CIFARLIB_STAGING", Path(tempfile.gettempdir()) / "cifarlib-staging"))
+        # One default folder per user: on a shared machine another user's (mode 0755) could not be written to.
+        # Nothing is lost by the name: each start copies the run folder's published state into a fresh one.
+        user = os.getuid() if hasattr(os, "getuid") else getpass.getuser()
+        default = Path(tempfile.gettempdir()) / f"cifarlib-staging-{user}"
+        root = Path(os.environ.get("CIFARLIB_STAGING", default))
         key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         return root / key / run_id
 

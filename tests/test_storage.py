@@ -149,3 +149,14 @@ def test_same_host_name_on_another_machine_goes_by_the_heartbeat(run):
     (run.path / ".lock").write_text(json.dumps(twin))
     with pytest.raises(RunLockedError):
         run.lock(stale_after=60).acquire()
+
+
+def test_default_staging_is_one_folder_per_user_and_workspace(tmp_path, monkeypatch):
+    # A shared machine: another user's staging folder (mode 0755) could not be written to.
+    monkeypatch.delenv("CIFARLIB_STAGING", raising=False)
+    monkeypatch.setattr(storage.tempfile, "gettempdir", lambda: str(tmp_path))
+    first = storage.open_workspace(tmp_path / "a").staging_dir("r1")
+    assert first.parent.parent == tmp_path / f"cifarlib-staging-{os.getuid()}"
+    assert storage.open_workspace(tmp_path / "b").staging_dir("r1") != first
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "chosen"))
+    assert storage.open_workspace(tmp_path / "a").staging_dir("r1").parent.parent == tmp_path / "chosen"
