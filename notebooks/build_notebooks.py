@@ -224,7 +224,8 @@ NOTEBOOKS = [
         parameters_text=(
             '**Parameters.** `preset` picks the recipe: `"tuned"` (cifarlib\'s accuracy recipe) or '
             "`\"reference\"` (the 2019 notebook's). `None` keeps the preset's value; `train_size` takes the "
-            "first N training images for a quick run; `run_id` names the run, `None` gives a new one."
+            "first N training images for a quick run; `run_id` names the run; `None` names it after its "
+            "settings, so running the notebook again resumes it."
         ),
         parameters=[
             ("preset", "tuned", '"tuned" (cifarlib\'s recipe) or "reference" (the 2019 notebook\'s)'),
