@@ -34,6 +34,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -66,6 +67,12 @@ LOCK_FILE = ".lock"
 # A lock held from another host is trusted while its heartbeat (refreshed every epoch) is younger than this;
 # it must exceed the longest epoch. CIFARLIB_LOCK_STALE_SECONDS overrides it.
 DEFAULT_LOCK_STALE_SECONDS = 30 * 60
+# After each epoch the holder declares a shorter wait in the lock, so a run whose Colab runtime went away can be
+# resumed from a new one soon after, not 30 minutes later: HEARTBEAT_MARGIN times its longest gap between
+# heartbeats, but never less than MIN_LOCK_STALE_SECONDS, as Drive may carry a heartbeat written on one machine to
+# another minutes late. Taking over a live holder's run is still safe: it stops at its next heartbeat, unwritten.
+HEARTBEAT_MARGIN = 3
+MIN_LOCK_STALE_SECONDS = 5 * 60
 # A lock file that is still empty this long after it was created lost its writer between create and write.
 EMPTY_LOCK_GRACE_SECONDS = 10
 # Temporary names the atomic writers use (".<name>.tmp-<pid>", ".<folder>.new"), and a broken lock set aside.
@@ -409,6 +416,7 @@ class RunLock:
         self.path = run.path / LOCK_FILE
         self.stale_after = lock_stale_seconds() if stale_after is None else stale_after
         self.record: dict | None = None
+        self._longest_gap = 0.0  # between this process's heartbeats
 
     def __enter__(self) -> "RunLock":
         self.acquire()
@@ -458,10 +466,14 @@ class RunLock:
         holder = _read_lock(self.path)
         if not _same_owner(holder, self.record):
             raise RunLockedError(
-                f"run {self.run.run_id!r}: lost its lock to {_describe(holder)} (this process's heartbeat was "
-                f"older than {self.stale_after:.0f} s?); stopped so that two processes never write one run"
+                f"run {self.run.run_id!r}: lost its lock to {_describe(holder)} (this process's heartbeat reached "
+                f"it older than the {self.record.get('stale_after', self.stale_after):.0f} s its lock allowed?); "
+                "stopped so that two processes never write one run"
             )
-        self.record = {**self.record, "heartbeat": time.time()}
+        now = time.time()
+        self._longest_gap = max(self._longest_gap, now - self.record["heartbeat"])
+        declared = min(self.stale_after, max(MIN_LOCK_STALE_SECONDS, HEARTBEAT_MARGIN * self._longest_gap))
+        self.record = {**self.record, "heartbeat": now, "stale_after": declared}
         atomic_write_text(self.path, json.dumps(self.record))
 
     def held(self) -> bool:
@@ -520,9 +532,17 @@ class RunLock:
                 return f"process {pid} on this host is gone (its PID now belongs to another process)"
             return None
         age = time.time() - float(holder.get("heartbeat", 0))
-        if age > self.stale_after:
+        if age > self._patience(holder):
             return f"its heartbeat from host {holder.get('host')} is {age:.0f} s old"
         return None
+
+    def _patience(self, holder: dict | None) -> float:
+        """How long ``holder`` may stay silent before its lock is taken over: the wait it declared after its last
+        epoch, where that is shorter than this process's own (``stale_after``)."""
+        declared = (holder or {}).get("stale_after")
+        if isinstance(declared, (int, float)) and not isinstance(declared, bool) and 0 < declared < math.inf:
+            return min(float(declared), self.stale_after)
+        return self.stale_after
 
     def _break(self, holder: dict | None) -> None:
         """Set the stale lock aside and delete it, unless another process replaced it meanwhile."""
@@ -540,9 +560,16 @@ class RunLock:
     def _held_message(self, holder: dict | None) -> str:
         return (
             f"run {self.run.run_id!r} is being trained by {_describe(holder)}; wait for it to finish, or if that "
-            f"process is gone on another machine, delete {self.path} (a lock that stays silent for "
-            f"{self.stale_after:.0f} s is taken over)"
+            f"process is gone on another machine, run again {self._takeover_time(holder)}, when its lock counts "
+            f"as abandoned, or delete {self.path} now"
         )
+
+    def _takeover_time(self, holder: dict | None) -> str:
+        """When a silent ``holder``'s lock may be taken over, for the person waiting."""
+        if holder is None or not isinstance(holder.get("heartbeat"), (int, float)):
+            return f"once it has been silent for {self.stale_after:.0f} s"
+        when = dt.datetime.fromtimestamp(holder["heartbeat"] + self._patience(holder), dt.timezone.utc)
+        return f"from {when:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _owner_record() -> dict:

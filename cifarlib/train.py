@@ -229,6 +229,8 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
         "params": int(network.count_params()),
         **_run_facts(context),
     }
+    # The evaluation can take minutes: the run is marked complete only while its lock is still this process's.
+    lock.refresh()
     storage.atomic_write_text(run.file(storage.SUMMARY_FILE), _json(summary))
     shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)

@@ -211,6 +211,26 @@ def test_a_lock_lost_during_training_stops_it_without_advice_to_resume(tmp_path,
     assert not (run_dir / storage.HISTORY_FILE).exists()
 
 
+def test_a_lock_lost_during_the_final_evaluation_leaves_the_run_unfinished(tmp_path, staging, monkeypatch):
+    import cifarlib.train
+
+    taken_over = {"pid": os.getpid() + 1, "host": "elsewhere", "heartbeat": time.time()}
+    evaluate = cifarlib.train.evaluate_model
+
+    def taken_while_evaluating(*args, **kwargs):
+        storage.atomic_write_text(
+            tmp_path / "ws" / "runs" / "late" / storage.LOCK_FILE, json.dumps(taken_over)
+        )
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(cifarlib.train, "evaluate_model", taken_while_evaluating)
+    with pytest.raises(RunLockedError, match="lost its lock to process"):
+        train(RunConfig(**{**TINY, "epochs": 1}), tmp_path / "ws", run_id="late", verbose=0)
+    run_dir = tmp_path / "ws" / "runs" / "late"
+    assert not (run_dir / storage.SUMMARY_FILE).exists() and (run_dir / storage.BACKUP_DIR).is_dir()
+    assert json.loads((run_dir / storage.LOCK_FILE).read_text()) == taken_over
+
+
 def test_a_run_finished_meanwhile_is_tidied_under_the_lock_already_held(tmp_path, staging, monkeypatch):
     import cifarlib.train
 

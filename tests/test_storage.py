@@ -74,6 +74,47 @@ def test_lock_from_another_host_is_trusted_until_its_heartbeat_is_old(run):
         assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
 
 
+def test_a_holder_with_short_epochs_declares_a_shorter_wait_never_below_the_floor(run, monkeypatch):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(storage.time, "time", lambda: clock[0])
+    lock = run.lock(stale_after=30 * 60)
+    lock.acquire()
+    assert "stale_after" not in json.loads(lock.path.read_text())  # before its first epoch: the full wait
+    for gap, declared in [(40, storage.MIN_LOCK_STALE_SECONDS), (150, 450), (20, 450), (900, 30 * 60)]:
+        clock[0] += gap
+        lock.refresh()
+        assert json.loads(lock.path.read_text())["stale_after"] == declared, (
+            gap
+        )  # 3x its longest gap, bounded
+    lock.release()
+
+
+@pytest.mark.parametrize(
+    "declared, own, waited",
+    [
+        (300, 1800, 300),  # the holder's shorter declared wait
+        (3600, 1800, 1800),  # never longer than this process's own
+        ("soon", 1800, 1800),  # a nonsense value is ignored
+        (float("nan"), 1800, 1800),
+        (None, 1800, 1800),  # a lock written before holders declared one
+    ],
+)
+def test_another_hosts_lock_is_taken_over_after_the_wait_it_declared(run, declared, own, waited):
+    run.path.mkdir(parents=True)
+    beat = time.time() - waited
+    other = {"host": "colab-vm-gone", "pid": 1, "acquired": beat, "heartbeat": beat + 5}
+    if declared is not None:
+        other["stale_after"] = declared
+    (run.path / ".lock").write_text(json.dumps(other))
+    with pytest.raises(
+        RunLockedError, match=r"run again from \d{4}-\d\d-\d\d .* UTC, when its lock counts as"
+    ):
+        run.lock(stale_after=own).acquire()
+    (run.path / ".lock").write_text(json.dumps({**other, "heartbeat": beat - 5}))
+    with run.lock(stale_after=own):
+        assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
+
+
 def test_a_lock_taken_over_stops_the_old_holder(run):
     lock = run.lock()
     lock.acquire()
