@@ -20,8 +20,9 @@ writes to a local staging folder and the run folder is updated once per epoch fr
 temporary copy and a rename: a disconnect mid-write leaves the previous good file, never a torn one.
 
 Google Drive's FUSE mount does not honour ``flock``, so the run lock is a file created with ``O_EXCL`` that
-holds its owner (host, PID, start time) and a heartbeat; a lock whose process is dead on this host, or whose
-heartbeat is older than ``lock_stale_seconds()`` (another host), is stale and broken. What is guaranteed under
+holds its owner (host, PID, start time), a heartbeat and how long to wait for the next one; a lock whose
+process is dead on this host, or (another host) whose heartbeat is older than that wait, at most
+``lock_stale_seconds()``, is stale and broken. What is guaranteed under
 kills and locks, and how to recover, is in docs/reliability.md.
 """
 
@@ -64,8 +65,8 @@ SUMMARY_FILE = "summary.json"
 # Written by Keras's BackupAndRestore inside backup/: the number of finished epochs.
 KERAS_BACKUP_METADATA = "training_metadata.json"
 LOCK_FILE = ".lock"
-# A lock held from another host is trusted while its heartbeat (refreshed every epoch) is younger than this;
-# it must exceed the longest epoch. CIFARLIB_LOCK_STALE_SECONDS overrides it.
+# A lock held from another host is trusted at most while its heartbeat (refreshed every epoch) is younger than
+# this; it must exceed the longest epoch. CIFARLIB_LOCK_STALE_SECONDS overrides it.
 DEFAULT_LOCK_STALE_SECONDS = 30 * 60
 # After each epoch the holder declares a shorter wait in the lock, so a run whose Colab runtime went away can be
 # resumed from a new one soon after, not 30 minutes later: HEARTBEAT_MARGIN times its longest gap between
@@ -388,7 +389,8 @@ def write_point(path: Path) -> None:
 
 
 def lock_stale_seconds() -> float:
-    """How old another host's lock heartbeat may be before the lock counts as abandoned."""
+    """The longest another host's lock may go without a heartbeat before it counts as abandoned (its holder may
+    declare a shorter wait, never below ``MIN_LOCK_STALE_SECONDS``)."""
     value = os.environ.get("CIFARLIB_LOCK_STALE_SECONDS")
     if value is None:
         return DEFAULT_LOCK_STALE_SECONDS
@@ -472,7 +474,7 @@ class RunLock:
             )
         now = time.time()
         self._longest_gap = max(self._longest_gap, now - self.record["heartbeat"])
-        declared = min(self.stale_after, max(MIN_LOCK_STALE_SECONDS, HEARTBEAT_MARGIN * self._longest_gap))
+        declared = self._bounded_wait(HEARTBEAT_MARGIN * self._longest_gap)
         self.record = {**self.record, "heartbeat": now, "stale_after": declared}
         atomic_write_text(self.path, json.dumps(self.record))
 
@@ -523,7 +525,7 @@ class RunLock:
             except FileNotFoundError:
                 return "it was just removed"
             return f"unreadable and {age:.0f} s old" if age > EMPTY_LOCK_GRACE_SECONDS else None
-        if holder.get("host") == socket.gethostname() and holder.get("boot_id") == _boot_id():
+        if _on_this_machine(holder):
             pid = holder.get("pid")
             if not isinstance(pid, int) or not _process_alive(pid):
                 return f"process {pid} on this host is gone"
@@ -531,18 +533,26 @@ class RunLock:
             if start is not None and _process_start(pid) not in (None, start):
                 return f"process {pid} on this host is gone (its PID now belongs to another process)"
             return None
-        age = time.time() - float(holder.get("heartbeat", 0))
+        beat = _heartbeat(holder)
+        age = math.inf if beat is None else time.time() - beat
         if age > self._patience(holder):
             return f"its heartbeat from host {holder.get('host')} is {age:.0f} s old"
         return None
 
     def _patience(self, holder: dict | None) -> float:
         """How long ``holder`` may stay silent before its lock is taken over: the wait it declared after its last
-        epoch, where that is shorter than this process's own (``stale_after``)."""
+        epoch, held to the same bounds it was written with (a damaged or hand-edited value cannot shorten it
+        further), else this process's own (``stale_after``)."""
         declared = (holder or {}).get("stale_after")
-        if isinstance(declared, (int, float)) and not isinstance(declared, bool) and 0 < declared < math.inf:
-            return min(float(declared), self.stale_after)
-        return self.stale_after
+        if (
+            isinstance(declared, bool) or not isinstance(declared, (int, float)) or declared != declared
+        ):  # NaN
+            return self.stale_after
+        return self._bounded_wait(declared)
+
+    def _bounded_wait(self, seconds: float) -> float:
+        """``seconds`` held between ``MIN_LOCK_STALE_SECONDS`` and this process's ``stale_after`` (which wins)."""
+        return float(min(self.stale_after, max(MIN_LOCK_STALE_SECONDS, seconds)))
 
     def _break(self, holder: dict | None) -> None:
         """Set the stale lock aside and delete it, unless another process replaced it meanwhile."""
@@ -558,18 +568,17 @@ class RunLock:
         aside.unlink(missing_ok=True)
 
     def _held_message(self, holder: dict | None) -> str:
+        held = f"run {self.run.run_id!r} is being trained by {_describe(holder)}; wait for it to finish"
+        if holder is not None and _on_this_machine(holder):
+            return f"{held}, or stop that process (it is on this machine)"
+        if holder is None:
+            when = f"once the lock file is {EMPTY_LOCK_GRACE_SECONDS} s old"
+        else:  # another machine's, with a heartbeat (without one it would be stale)
+            when = f"from {_utc_time(_heartbeat(holder) + self._patience(holder))}"
         return (
-            f"run {self.run.run_id!r} is being trained by {_describe(holder)}; wait for it to finish, or if that "
-            f"process is gone on another machine, run again {self._takeover_time(holder)}, when its lock counts "
-            f"as abandoned, or delete {self.path} now"
+            f"{held}, or if that machine is gone, run again {when}, when its lock counts as abandoned, or delete "
+            f"{self.path} now"
         )
-
-    def _takeover_time(self, holder: dict | None) -> str:
-        """When a silent ``holder``'s lock may be taken over, for the person waiting."""
-        if holder is None or not isinstance(holder.get("heartbeat"), (int, float)):
-            return f"once it has been silent for {self.stale_after:.0f} s"
-        when = dt.datetime.fromtimestamp(holder["heartbeat"] + self._patience(holder), dt.timezone.utc)
-        return f"from {when:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _owner_record() -> dict:
@@ -600,8 +609,27 @@ def _read_lock(path: Path) -> dict | None:
 def _describe(holder: dict | None) -> str:
     if holder is None:
         return "a process that is creating its lock"
-    beat = dt.datetime.fromtimestamp(float(holder.get("heartbeat", 0)), dt.timezone.utc)
-    return f"process {holder.get('pid')} on host {holder.get('host')} (last heartbeat {beat:%Y-%m-%d %H:%M:%S} UTC)"
+    return f"process {holder.get('pid')} on host {holder.get('host')} (last heartbeat {_utc_time(_heartbeat(holder))})"
+
+
+def _on_this_machine(holder: dict) -> bool:
+    """Whether the lock was taken on this machine (host name and boot id both match), where its PID means something."""
+    return holder.get("host") == socket.gethostname() and holder.get("boot_id") == _boot_id()
+
+
+def _heartbeat(holder: dict | None) -> float | None:
+    """The holder's last heartbeat, in seconds since 1970; ``None`` where the lock holds no plausible one (a
+    damaged or hand-edited file: not a number, or not between 1970 and a day from now)."""
+    beat = (holder or {}).get("heartbeat")
+    if isinstance(beat, bool) or not isinstance(beat, (int, float)) or not 0 <= beat <= time.time() + 86_400:
+        return None
+    return float(beat)
+
+
+def _utc_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    return f"{dt.datetime.fromtimestamp(seconds, dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _boot_id() -> str | None:

@@ -209,6 +209,7 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
             callbacks=[EpochTimer(), *stock, publisher, *callbacks, EpochProgress()],
             verbose=verbose,
         )
+        lock.refresh()  # a fresh heartbeat for the final writes and evaluation, which no epoch's gap measured
         publisher.publish_final()
         fit_seconds = time.perf_counter() - started
 

@@ -94,6 +94,8 @@ def test_a_holder_with_short_epochs_declares_a_shorter_wait_never_below_the_floo
     [
         (300, 1800, 300),  # the holder's shorter declared wait
         (3600, 1800, 1800),  # never longer than this process's own
+        (1, 1800, storage.MIN_LOCK_STALE_SECONDS),  # never below the floor a holder writes with
+        (10**400, 1800, 1800),
         ("soon", 1800, 1800),  # a nonsense value is ignored
         (float("nan"), 1800, 1800),
         (None, 1800, 1800),  # a lock written before holders declared one
@@ -113,6 +115,24 @@ def test_another_hosts_lock_is_taken_over_after_the_wait_it_declared(run, declar
     (run.path / ".lock").write_text(json.dumps({**other, "heartbeat": beat - 5}))
     with run.lock(stale_after=own):
         assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
+
+
+@pytest.mark.parametrize("heartbeat", ['"x"', "null", "NaN", "Infinity", "1e300", "-5", "true"])
+def test_a_lock_with_a_damaged_heartbeat_is_taken_over_not_a_crash(run, heartbeat):
+    run.path.mkdir(parents=True)
+    (run.path / ".lock").write_text(
+        f'{{"host": "colab-vm-gone", "pid": 1, "acquired": 1, "heartbeat": {heartbeat}, "stale_after": 1e999}}'
+    )
+    with run.lock(stale_after=60):
+        assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
+
+
+def test_a_live_process_on_this_machine_is_waited_for_not_timed(run):
+    run.path.mkdir(parents=True)
+    mine = {**storage._owner_record(), "heartbeat": time.time() - 10**6}  # this test process: alive
+    (run.path / ".lock").write_text(json.dumps(mine))
+    with pytest.raises(RunLockedError, match=r"or stop that process \(it is on this machine\)$"):
+        run.lock(stale_after=60).acquire()
 
 
 def test_a_lock_taken_over_stops_the_old_holder(run):
@@ -192,6 +212,7 @@ def test_same_host_name_on_another_machine_goes_by_the_heartbeat(run):
         run.lock(stale_after=60).acquire()
 
 
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="names the folder by uid where there is one")
 def test_default_staging_is_one_folder_per_user_and_workspace(tmp_path, monkeypatch):
     # A shared machine: another user's staging folder (mode 0755) could not be written to.
     monkeypatch.delenv("CIFARLIB_STAGING", raising=False)
