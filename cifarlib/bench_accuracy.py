@@ -78,7 +78,8 @@ def accuracy_benchmark(
         columns[f"{column} s/epoch"] = history["seconds"]
         final[column] = result.summary.get("final_val_accuracy")
         tta[recipe] = describe_tta(bool(result.summary.get("tta")), result.summary.get("tta_translate", 0))
-        sizes[recipe] = network_size(config)
+        if recipe not in sizes:  # the same network for every seed
+            sizes[recipe] = network_size(config)
     table = pd.DataFrame(columns)
     # Per-run scalars ride along with the per-epoch table (None for runs finished by an older cifarlib).
     table.attrs["final_val_accuracy"] = final
@@ -225,7 +226,7 @@ def _run_id(recipe: str, suffix: str) -> str:
     if len(run_id) <= RUN_ID_MAX_LENGTH:
         return run_id
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:10]
-    keep = RUN_ID_MAX_LENGTH - len(f"bench-accuracy--{digest}{suffix}")
+    keep = max(1, RUN_ID_MAX_LENGTH - len(f"bench-accuracy--{digest}{suffix}"))
     return f"bench-accuracy-{_safe(recipe)[:keep]}-{digest}{suffix}"
 
 

@@ -598,6 +598,9 @@ def _problems(config: RunConfig):
     ]
     for name in not_finite:
         yield f"{name} must be a finite number, got {getattr(config, name)!r}"
+    seed = config.seed
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:  # NumPy's seeds
+        yield f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}"
 
     if config.preset not in PRESETS:
         yield f"preset must be one of {sorted(PRESETS)}, got {config.preset!r}"

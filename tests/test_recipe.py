@@ -224,6 +224,7 @@ def test_accuracy_benchmark_refuses_bad_seeds_and_batch_sizes_before_training(tm
     for extra, expected in (
         (["--seeds", "0,x"], "--seeds must be comma-separated integers >= 0, got '0,x'"),
         (["--seeds", "-1"], "--seeds must be comma-separated integers >= 0"),
+        (["--seeds", "0,4294967296"], "seed must be an integer from 0 to 2**32 - 1, got 4294967296"),
         (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
         (["--recipes", "tuned+no_such_setting=1"], "no_such_setting"),
     ):

@@ -51,9 +51,10 @@ def test_public_names_load_on_first_use(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(CHECKOUT)}
     answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert answer.stdout.strip() == "True"
-    # A submodule by attribute, in a process where nothing else has loaded importlib.util.
-    code = "import cifarlib; print(cifarlib.formatting.__name__)"
-    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    # A submodule by attribute, in a process where nothing else has loaded importlib.util: -S, as site's .pth
+    # files (setuptools') may load it. cifarlib.formatting needs only the standard library.
+    code = "import sys; assert 'importlib.util' not in sys.modules; import cifarlib; print(cifarlib.formatting.__name__)"
+    answer = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env)
     assert answer.stdout.strip() == "cifarlib.formatting", answer.stderr
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         import cifarlib
