@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from cifarlib.data import IMAGE_SHAPE
+from cifarlib.data import IMAGE_SHAPE, absolute_source
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import translate_problem
 
@@ -345,6 +345,8 @@ class RunConfig:
             value = getattr(self, item.name)
             if item.type in _FLOAT_TYPES and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, item.name, float(value))
+        if isinstance(self.data, str):
+            object.__setattr__(self, "data", absolute_source(self.data))
         problems = list(_problems(self))
         if problems:
             raise RunConfigError("invalid run config: " + "; ".join(problems))

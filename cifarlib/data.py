@@ -76,8 +76,24 @@ GRAYSCALE_WEIGHTS = (0.299, 0.587, 0.114)
 
 Split = tuple[np.ndarray, np.ndarray]
 
+# Sources named by a word rather than a path.
+NAMED_SOURCES = ("keras", "synthetic")
+
 
 # --------------------------------------------------------------------------------------------- public API
+
+
+def absolute_source(source: str) -> str:
+    """A data source as a run stores it: a named source as it is, a path made absolute (``~`` expanded).
+
+    Stored absolute, a path names the same images from any working directory: ``x.tar.gz`` and ``./x.tar.gz`` are
+    one setting, and a run resumed, evaluated or trained by a sweep's notebook (which runs in its own folder)
+    finds the file it was given. Symbolic links are kept as typed (``os.path.abspath``, not ``resolve``), so a
+    path through a mount point such as Colab's Drive stays the one the user knows.
+    """
+    if source in NAMED_SOURCES or not source:
+        return source
+    return os.path.abspath(os.path.expanduser(source))
 
 
 def load_cifar10(

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from cifarlib import storage
+from cifarlib.data import absolute_source
 from cifarlib.formatting import describe_epoch
 from cifarlib.project import notebooks_dir
 from cifarlib.results import SWEEP_MANIFEST, format_runs_table, runs_table, sweep_outcomes
@@ -81,6 +82,8 @@ def run_sweep(
     notebook = Path(notebook)
     if not notebook.is_file():
         raise FileNotFoundError(f"{notebook}: the training notebook to execute is missing")
+    # The notebook runs in its own folder, so a relative data path is made absolute from here.
+    parameters = _absolute_data(parameters)
     workspace = storage.as_workspace(workspace)
     manifest_path = workspace.sweeps_dir / name / MANIFEST
     manifest = _read_manifest(manifest_path, name, parameters)
@@ -201,13 +204,20 @@ class _EpochWatcher:
 def _read_manifest(path: Path, name: str, parameters: dict) -> dict:
     if path.is_file():
         manifest = json.loads(path.read_text())
-        if manifest.get("parameters") != parameters:
+        # A sweep recorded before data paths were made absolute resumes from the folder it was started in.
+        if _absolute_data(manifest.get("parameters")) != parameters:
             raise ValueError(
                 f"sweep {name!r} exists with other parameters {manifest.get('parameters')} (now {parameters}); "
                 "use the same parameters to resume it, or another --name"
             )
-        return manifest
+        return {**manifest, "parameters": parameters}
     return {"name": name, "parameters": parameters, "runs": {}}
+
+
+def _absolute_data(parameters):
+    if isinstance(parameters, dict) and isinstance(parameters.get("data"), str):
+        return {**parameters, "data": absolute_source(parameters["data"])}
+    return parameters
 
 
 def _positive_int(value) -> int:

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -28,7 +29,7 @@ from cifarlib import __version__, storage
 from cifarlib.augment import FlipEpoch
 from cifarlib.callbacks import EpochProgress, EpochTimer, NetworkCheckpoint, RunPublisher
 from cifarlib.config import OPTIONS_OUTSIDE_OLD_RUN_IDS, REFERENCE, RunConfig, monitor_mode
-from cifarlib.data import channel_statistics, load_run_splits
+from cifarlib.data import NAMED_SOURCES, channel_statistics, load_run_splits
 from cifarlib.device import DevicePlan, make_strategy, plan_device
 from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
 from cifarlib.evaluation import evaluate_model
@@ -88,13 +89,32 @@ def settings_run_id(config: RunConfig) -> str:
     ``tuned-b256-e100-3f9a2c1d0b``: the preset, batch size and epochs to read, then a hash of every setting
     except the device-only ones (so runs differing in any other setting, the seed included, never share an id).
     """
-    settings = {
+    return _run_id_of_settings(config, config.to_dict())
+
+
+def _run_id_of_settings(config: RunConfig, settings: dict) -> str:
+    kept = {
         k: v
-        for k, v in config.to_dict().items()
+        for k, v in settings.items()
         if k not in DEVICE_FIELDS and not (k in OPTIONS_OUTSIDE_OLD_RUN_IDS and v == REFERENCE[k])
     }
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{config.preset}-b{config.batch_size}-e{config.epochs}-{digest}"
+
+
+def _default_run(workspace: storage.Workspace, config: RunConfig) -> storage.RunFolder:
+    """The run of ``settings_run_id``, or the same settings' run from before data paths were stored absolute.
+
+    Runs started before then hashed a relative ``data`` path as it was typed. Such a run, most often typed as the
+    plain relative path from the folder it is resumed from, keeps its id, so running the same command resumes it
+    (``_refuse_other_settings`` then compares the two paths made absolute from here).
+    """
+    run = workspace.run(settings_run_id(config))
+    if run.path.exists() or config.data in NAMED_SOURCES:
+        return run
+    typed = {**config.to_dict(), "data": os.path.relpath(config.data)}
+    earlier = workspace.run(_run_id_of_settings(config, typed))
+    return earlier if earlier.path.exists() else run
 
 
 def train(
@@ -122,7 +142,7 @@ def train(
     """
     verbose = _resolve_verbose(verbose)
     workspace = storage.as_workspace(workspace)
-    run = workspace.run(run_id or settings_run_id(config))
+    run = workspace.run(run_id) if run_id else _default_run(workspace, config)
     if run.completed and not retrain:
         return _completed_run(run, config, verbose)
     if not run.completed:

@@ -4,12 +4,15 @@ continues the unfinished run (and says so first), and a completed run says it is
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
 from cifarlib import storage
 from cifarlib.config import RunConfig
 from cifarlib.errors import RunConfigError
+from cifarlib.runs import evaluate_run
 from cifarlib.train import DEVICE_FIELDS, settings_run_id, train
 
 SMALL = dict(width=0.25, batch_size=50, validation_fraction=0.2, epochs=1)
@@ -64,6 +67,59 @@ def test_whole_numbers_in_float_settings_give_the_same_run_id():
     assert settings_run_id(as_ints) == settings_run_id(as_floats)
     assert json.loads(as_ints.to_json())["width"] == 1.0 and isinstance(as_ints.width, float)
     assert isinstance(as_ints.epochs, int)  # integer settings stay integers
+
+
+def test_a_data_path_is_one_setting_however_it_is_typed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = RunConfig.from_preset("tuned", data="cifar.tar.gz")
+    assert config.data == os.path.join(os.getcwd(), "cifar.tar.gz")
+    for spelling in ("./cifar.tar.gz", "sub/../cifar.tar.gz", "~/cifar.tar.gz", config.data):
+        assert settings_run_id(config.replace(data=spelling)) == settings_run_id(config), spelling
+    assert settings_run_id(config.replace(data="other.tar.gz")) != settings_run_id(config)
+    assert [RunConfig.from_preset("tuned", data=name).data for name in ("keras", "synthetic")] == [
+        "keras",
+        "synthetic",
+    ]
+
+
+def test_a_run_given_a_relative_data_path_is_evaluated_from_another_folder(
+    small_archive, tmp_path, staging, monkeypatch
+):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    shutil.copy(small_archive, project / "cifar.tar.gz")
+    monkeypatch.chdir(project)
+    result = train(
+        RunConfig.from_preset("reference", data="cifar.tar.gz", **SMALL), tmp_path / "ws", verbose=0
+    )
+    monkeypatch.chdir(elsewhere)
+    scores = evaluate_run(result.run_id, tmp_path / "ws", split="validation")
+    assert scores["images"] == 100 and scores["accuracy"] == pytest.approx(
+        result.summary["best_val_accuracy"]
+    )
+
+
+def test_a_run_started_when_relative_data_paths_were_stored_as_typed_resumes(
+    small_archive, tmp_path, staging, monkeypatch, capsys
+):
+    """Its id hashed the path as typed: the same command, from the same folder, still finds and resumes it."""
+    monkeypatch.chdir(small_archive.parent)
+    config = RunConfig.from_preset("reference", data=small_archive.name, **SMALL)
+    workspace = storage.open_workspace(tmp_path / "ws")
+    # What such a run left after a disconnect before its first epoch: its folder and its settings as typed.
+    earlier = workspace.run("reference-b50-e1-ed83e7edb6")
+    earlier.path.mkdir(parents=True)
+    stored = {**config.to_dict(), "data": small_archive.name}
+    (earlier.path / storage.CONFIG_FILE).write_text(json.dumps(stored))
+    result = train(config, workspace, verbose=2)
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[0]
+        .startswith(f"run {earlier.run_id}: resuming the unfinished run after epoch 0 of 1")
+    )
+    assert result.run_id == earlier.run_id
+    assert [path.name for path in workspace.runs_dir.iterdir()] == [earlier.run_id]
 
 
 def test_running_the_same_settings_again_resumes_then_reports_complete(

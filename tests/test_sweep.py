@@ -31,16 +31,20 @@ time.sleep(2.5)
 """
 
 
-@pytest.fixture
-def notebook(tmp_path):
+def stand_in(path, parameters, body):
     book = nbformat.v4.new_notebook()
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    parameters = nbformat.v4.new_code_cell(PARAMETERS)
-    parameters.metadata["tags"] = ["parameters"]
-    book.cells = [parameters, nbformat.v4.new_code_cell(BODY)]
-    path = tmp_path / "fake_train.ipynb"
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    book.cells = [cell, nbformat.v4.new_code_cell(body)]
+    path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(book, path)
     return path
+
+
+@pytest.fixture
+def notebook(tmp_path):
+    return stand_in(tmp_path / "fake_train.ipynb", PARAMETERS, BODY)
 
 
 def test_every_kind_of_failure_is_recorded_and_the_sweep_goes_on(tmp_path, notebook, capfd):
@@ -111,3 +115,27 @@ def test_the_watcher_reads_the_epoch_count_from_the_run(tmp_path):
     (run.path / "history.csv").write_text("epoch,loss,val_accuracy,seconds\n1,2.0,0.3,1.25\n")
     assert watcher.new_lines() == ["    epoch 1/7: loss 2.0000, validation accuracy 30.00%; 1.2 s"]
     assert watcher.new_lines() == []
+
+
+def test_a_relative_data_path_names_the_file_beside_the_user_not_the_notebook(tmp_path, monkeypatch):
+    """The notebook runs in its own folder; a sweep recorded with the path as typed resumes all the same."""
+    body = """
+from pathlib import Path
+assert Path(data).is_file(), f"{data} is no file seen from {Path.cwd()}"
+run = Path(workspace) / "runs" / run_id
+(run / "history.csv").write_text("epoch,loss,val_accuracy\\n1,2.0,0.3\\n")
+(run / "summary.json").write_text('{"run_id": "%s", "batch_size": %d, "epochs_run": 1}' % (run_id, batch_size))
+"""
+    notebook = stand_in(tmp_path / "notebooks" / "train.ipynb", PARAMETERS + "data = ''\n", body)
+    user = tmp_path / "user"
+    (user / "cifar.tar.gz").parent.mkdir()
+    (user / "cifar.tar.gz").write_bytes(b"the images")
+    monkeypatch.chdir(user)
+    manifest = user / "ws" / "sweeps" / "typed" / "sweep.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"name": "typed", "parameters": {"data": "cifar.tar.gz"}, "runs": {}}))
+    table = run_sweep(
+        [8], name="typed", workspace="ws", notebook=notebook, progress=False, data="cifar.tar.gz"
+    )
+    assert list(table["status"]) == ["completed"]
+    assert json.loads(manifest.read_text())["parameters"] == {"data": str(user / "cifar.tar.gz")}
