@@ -16,7 +16,7 @@ import numpy as np
 from cifarlib import storage
 from cifarlib.config import EVALUATION_SPLITS, RunConfig
 from cifarlib.data import load_run_splits
-from cifarlib.errors import RunConfigError, WorkspaceError
+from cifarlib.errors import DataError, RunConfigError, WorkspaceError
 from cifarlib.evaluation import predict_probabilities, score
 from cifarlib.model import load_network
 
@@ -82,7 +82,11 @@ def finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunCo
 def _predict_split(run: storage.RunFolder, config: RunConfig, split: str):
     if split not in EVALUATION_SPLITS:
         raise ValueError(f"split must be one of {EVALUATION_SPLITS}, got {split!r}")
-    _, validation, test = load_run_splits(config)
+    try:
+        _, validation, test = load_run_splits(config)
+    except DataError as error:
+        # The images may have moved, or the run was stored with a path relative to another folder.
+        raise DataError(f"run {run.run_id!r}: {error}; name the run's images with data= (--data)") from error
     images, labels = validation if split == "validation" else test
     if len(images) == 0:
         raise RunConfigError(f"data source {config.data!r} gives run {run.run_id!r} no {split} images")

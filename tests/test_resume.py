@@ -11,7 +11,7 @@ import pytest
 
 from cifarlib import storage
 from cifarlib.config import RunConfig
-from cifarlib.errors import RunConfigError
+from cifarlib.errors import DataError, RunConfigError
 from cifarlib.runs import evaluate_run
 from cifarlib.train import DEVICE_FIELDS, settings_run_id, train
 
@@ -98,6 +98,18 @@ def test_a_run_given_a_relative_data_path_is_evaluated_from_another_folder(
     assert scores["images"] == 100 and scores["accuracy"] == pytest.approx(
         result.summary["best_val_accuracy"]
     )
+    # A run stored with the path as typed (as before paths were made absolute) is found from its own folder only;
+    # from elsewhere the error says how to name its images.
+    config_file = tmp_path / "ws" / "runs" / result.run_id / storage.CONFIG_FILE
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "data": "cifar.tar.gz"}))
+    with pytest.raises(
+        DataError, match=rf"^run '{result.run_id}': .*cifar.tar.gz: no such file.*\(--data\)$"
+    ):
+        evaluate_run(result.run_id, tmp_path / "ws", split="validation")
+    named = evaluate_run(
+        result.run_id, tmp_path / "ws", split="validation", data=str(project / "cifar.tar.gz")
+    )
+    assert named["accuracy"] == scores["accuracy"]
 
 
 def test_a_run_started_when_relative_data_paths_were_stored_as_typed_resumes(
