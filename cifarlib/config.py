@@ -76,6 +76,8 @@ REFERENCE = {
     # Where the grid halves: a 2x2 max-pool after every module (None), or after the layers listed.
     "pool_after": None,
     "ema_momentum": 0.0,
+    # airbench's lookahead syncs every 5 optimizer steps.
+    "lookahead_steps": 0,
     # Data
     "validation_fraction": 0.2,
     # Optimisation
@@ -159,10 +161,16 @@ LATER_OPTIONS = (
     "pool_after",
     "offset_learning_rate_scale",
     "whitening_bias_epochs",
+    "lookahead_steps",
 )
 # The later options that came after default run ids were first derived from every setting: left out of the id
 # while off (the reference's value), so an unfinished run started before they existed resumes under the same command.
-OPTIONS_OUTSIDE_OLD_RUN_IDS = ("pool_after", "offset_learning_rate_scale", "whitening_bias_epochs")
+OPTIONS_OUTSIDE_OLD_RUN_IDS = (
+    "pool_after",
+    "offset_learning_rate_scale",
+    "whitening_bias_epochs",
+    "lookahead_steps",
+)
 # Names that runs written by earlier versions carry in their config.json.
 OLD_PRESET_NAMES = {"seed": "reference"}
 
@@ -301,6 +309,11 @@ class RunConfig:
     ema_momentum: float = _recipe(
         "ema_momentum",
         "exponential moving average of the weights, evaluated and saved instead of them; 0: off (airbench-like: 0.99)",
+    )
+    lookahead_steps: int = _recipe(
+        "lookahead_steps",
+        "lookahead: every this many optimizer steps, slow weights move towards the trained ones (more as the run "
+        "ends) and training continues from them; they are evaluated and saved; 0: off (airbench: 5)",
     )
     schedule: str = _recipe(
         "schedule", "'plateau' (ReduceLROnPlateau), 'cosine' (linear warm-up, cosine decay), 'constant'"
@@ -662,6 +675,12 @@ def _problems(config: RunConfig):
         yield f"label_smoothing must be in [0, 1), got {config.label_smoothing!r}"
     if not 0.0 <= config.ema_momentum < 1.0:
         yield f"ema_momentum must be in [0, 1) (0: off), got {config.ema_momentum!r}"
+    steps = config.lookahead_steps
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        yield f"lookahead_steps must be an integer >= 0 (0: off), got {steps!r}"
+    elif steps and config.ema_momentum:
+        # Both replace the trained weights by an average of them; one at a time is what docs/accuracy.md measures.
+        yield "lookahead_steps and ema_momentum are two weight averages; use one (set the other to 0)"
     if config.warmup_epochs < 0:
         yield f"warmup_epochs must be >= 0, got {config.warmup_epochs!r}"
     if config.monitor.startswith("val_") and config.validation_fraction == 0:

@@ -13,7 +13,7 @@ and optimizer state (the notebooks print its figure for the reference network).
     parameters * 4                      (variables stay float32, also under mixed precision)
   + trainable parameters * 4            (one gradient per trainable weight)
   + trainable parameters * 4 * slots    (Adam keeps two moments, SGD with momentum one, plain SGD none; an
-                                          average of the weights (ema_momentum) one more)
+                                          average of the weights (ema_momentum or lookahead_steps) one more)
   + batch * activations * compute bytes (every layer's output, kept for back-propagation; 2 bytes per
                                           element under mixed_float16/mixed_bfloat16, 4 under float32)
 
@@ -59,8 +59,8 @@ def training_memory_breakdown(
     precision: str = "float32",
     ema: bool = False,
 ) -> dict[str, int]:
-    """Bytes of each part of ``method="training"`` (see the module docstring); ``ema``: the optimizer also keeps
-    a moving average of the weights."""
+    """Bytes of each part of ``method="training"`` (see the module docstring); ``ema``: a second copy of the
+    weights is kept, the optimizer's moving average of them or lookahead's slow weights."""
     _check_batch(batch_size)
     if optimizer not in OPTIMIZER_SLOTS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZER_SLOTS)}, got {optimizer!r}")
@@ -117,7 +117,7 @@ def run_memory_estimate(model: keras.Model, config: RunConfig, plan: DevicePlan 
         method="training",
         optimizer=optimizer,
         precision=plan.precision,
-        ema=bool(config.ema_momentum),
+        ema=bool(config.ema_momentum or config.lookahead_steps),
     )
 
 

@@ -14,6 +14,11 @@ Freezing a variable part-way through training (PyTorch's ``requires_grad = False
 ``trainable`` flag without retracing the training step, and a zero gradient is not enough: the momentum built up
 would carry the variable on. So a frozen variable's update (step, weight decay and momentum alike) is undone in
 the same step, and it stays exactly as it was; ``FreezeAfter`` freezes at an epoch.
+
+``Lookahead`` is airbench's weight averaging (Zhang et al.'s lookahead with a schedule): slow weights that follow
+the trained ones, from which training continues. Keras has no lookahead, and its optimizers' ``use_ema`` average
+never feeds back into training, so it is a callback here; with the weights synced at each epoch's end, Keras's
+backup of the model holds all of its state.
 """
 
 from __future__ import annotations
@@ -112,6 +117,102 @@ class FreezeAfter(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         # Under mixed float16, Keras wraps the optimizer in a LossScaleOptimizer.
         getattr(optimizer, "inner_optimizer", optimizer).freeze(epoch >= self.epochs)
+
+
+# airbench's lookahead keeps 0.95 of the slow weights per optimizer step between syncs, at the end of the run.
+LOOKAHEAD_KEEP_PER_STEP = 0.95
+
+
+def lookahead_keep(step: int, total_steps: int, every: int) -> float:
+    """The share of the slow weights a lookahead sync after optimizer step ``step`` of ``total_steps`` keeps
+    (airbench's schedule): ``0.95 ** every`` times the cube of the share of the run done. Early on the slow weights
+    follow the trained ones closely; as the learning rate falls they average over more and more steps."""
+    done = min(max(step / total_steps, 0.0), 1.0)
+    return LOOKAHEAD_KEEP_PER_STEP**every * done**3
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Every ``every`` optimizer steps, slow weights move a share ``1 - lookahead_keep(...)`` of the way to the
+    network's weights, and the network goes on training from the slow weights (airbench's lookahead).
+
+    Args:
+        variables: the weights to average (airbench averages BatchNorm's moving statistics too).
+        every: optimizer steps between syncs.
+        total_steps: the optimizer steps of the whole run, which the schedule is a fraction of.
+
+    The weights are also synced before each validation and at each epoch's end, so the network that is validated,
+    saved in ``best.keras`` and backed up is the slow one. A resumed run therefore starts with slow and fast weights
+    equal, and the model's weights and the optimizer's step counter (in Keras's backup) are all the state there is.
+    Put it before the callbacks that save the model at an epoch's end.
+    """
+
+    def __init__(self, variables, *, every: int, total_steps: int):
+        super().__init__()
+        if every < 1 or total_steps < 1:
+            raise ValueError(f"every and total_steps must be >= 1, got {every} and {total_steps}")
+        self.variables = list(variables)
+        self.every = every
+        self.total_steps = total_steps
+        self._slow = None
+        self._synced_at = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Taken at the first step rather than in on_train_begin, so after BackupAndRestore has loaded a backup,
+        # wherever it stands in the list.
+        if self._slow is None:
+            self._slow = [ops.copy(ops.convert_to_tensor(variable)) for variable in self.variables]
+            self._synced_at = self._step()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        if step % self.every == 0:
+            self.sync(step)
+
+    def on_test_begin(self, logs=None):
+        if self._slow is not None:  # a validation within fit: the slow weights are scored
+            self.sync(self._step())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._slow is not None:
+            self.sync(self._step())
+
+    def on_train_end(self, logs=None):
+        self._slow = None
+
+    def sync(self, step: int) -> None:
+        """Move the slow weights towards the network's by the share the schedule gives at ``step``, then put them
+        in the network (once per step)."""
+        if step == self._synced_at:
+            return
+        pull = 1.0 - lookahead_keep(step, self.total_steps, self.every)
+        for index, variable in enumerate(self.variables):
+            slow = self._slow[index]
+            slow = slow + pull * (ops.convert_to_tensor(variable) - slow)
+            variable.assign(slow)
+            self._slow[index] = slow
+        self._synced_at = step
+
+    def _step(self) -> int:
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+
+def lookahead_variables(network: keras.Model) -> list:
+    """What lookahead averages, as airbench does: every trainable float weight and BatchNorm's moving statistics
+    (the frozen whitening kernel never moves, so it is left out; so is a freezable whitening bias, which
+    ``ScaledRateSGD`` holds in place once frozen)."""
+    freezable = {id(variable) for variable in whitening_bias(network)}
+    statistics = [
+        variable
+        for layer in nested_layers(network)
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for variable in (layer.moving_mean, layer.moving_variance)
+    ]
+    trainable = [
+        variable
+        for variable in network.trainable_variables
+        if "float" in str(variable.dtype) and id(variable) not in freezable
+    ]
+    return trainable + statistics
 
 
 def batch_norm_offsets(model: keras.Model) -> list:

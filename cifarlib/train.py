@@ -35,7 +35,14 @@ from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
 from cifarlib.evaluation import evaluate_model
 from cifarlib.memory import warn_if_too_big
 from cifarlib.model import build_model, load_network, training_model
-from cifarlib.optimizer import FreezeAfter, ScaledRateSGD, batch_norm_offsets, whitening_bias
+from cifarlib.optimizer import (
+    FreezeAfter,
+    Lookahead,
+    ScaledRateSGD,
+    batch_norm_offsets,
+    lookahead_variables,
+    whitening_bias,
+)
 from cifarlib.pipeline import make_inputs
 
 log = logging.getLogger(__name__)
@@ -199,7 +206,7 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
         warn_if_too_big(network, config, plan)
 
         staging = _prepare_staging(workspace, run)
-        stock, stateful = _stock_callbacks(config, staging, plan, network)
+        stock, stateful = _stock_callbacks(config, staging, plan, network, context.steps_per_epoch)
         publisher = RunPublisher(run, staging, stateful, lock)
         one_hot = config.label_smoothing > 0
         train_inputs = make_inputs(
@@ -505,17 +512,27 @@ def _prepare_staging(workspace: storage.Workspace, run: storage.RunFolder) -> Pa
     return staging
 
 
-def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan, network: keras.Model):
-    """Keras's callbacks as the reference used them; returns (all in order, the stateful ones by name).
+def _stock_callbacks(
+    config: RunConfig, staging: Path, plan: DevicePlan, network: keras.Model, steps_per_epoch: int
+):
+    """Keras's callbacks as the reference used them, and those of the recipe's options; returns (all in order, the
+    stateful ones by name).
 
     The checkpoint saves ``network``, the model without its training-only augmentation.
     """
     mode = monitor_mode(config.monitor)
-    ema = (
-        [ResumableSwapEMAWeights(restored=(staging / storage.BACKUP_DIR).is_dir())]
-        if config.ema_momentum
-        else []
-    )
+    # The weight average the recipe validates and saves: Keras's EMA (kept by the optimizer) or lookahead.
+    averaging = []
+    if config.ema_momentum:
+        averaging.append(ResumableSwapEMAWeights(restored=(staging / storage.BACKUP_DIR).is_dir()))
+    if config.lookahead_steps:
+        averaging.append(
+            Lookahead(
+                lookahead_variables(network),
+                every=config.lookahead_steps,
+                total_steps=config.epochs * steps_per_epoch,
+            )
+        )
     augmentation = [FlipEpoch()] if config.flip == "alternate" and config.crop_padding else []
     freezing = [FreezeAfter(config.whitening_bias_epochs)] if config.whitening_bias_epochs else []
     stateful = {
@@ -551,9 +568,9 @@ def _stock_callbacks(config: RunConfig, staging: Path, plan: DevicePlan, network
     # the epoch it restored.
     backup = keras.callbacks.BackupAndRestore(str(staging / storage.BACKUP_DIR), delete_checkpoint=False)
     # Early stopping and the plateau schedule read only the epoch's logs; they come before the EMA swap, which must
-    # see their stop decision, and the swap comes before the checkpoint, which must save the averaged weights.
+    # see their stop decision, and the weight average comes before the checkpoint, which must save it.
     controls = [stateful[name] for name in ("early_stopping", "reduce_lr") if name in stateful]
-    ordered = [*augmentation, *freezing, *controls, *ema, stateful["checkpoint"], *extras, backup]
+    ordered = [*augmentation, *freezing, *controls, *averaging, stateful["checkpoint"], *extras, backup]
     return ordered, stateful
 
 

@@ -25,7 +25,15 @@ from cifarlib.model import (
     training_model,
     whitening_stem_with_bias,
 )
-from cifarlib.optimizer import ScaledRateSGD, batch_norm_offsets, whitening_bias
+from cifarlib.optimizer import (
+    LOOKAHEAD_KEEP_PER_STEP,
+    Lookahead,
+    ScaledRateSGD,
+    batch_norm_offsets,
+    lookahead_keep,
+    lookahead_variables,
+    whitening_bias,
+)
 from cifarlib.train import compile_model, train
 
 AIRBENCH_OPTIONS = dict(
@@ -88,6 +96,12 @@ def test_presets_turn_on_only_the_measured_options_and_old_runs_load_unchanged()
     [
         (dict(batch_norm_momentum=1.0), "batch_norm_momentum must be in [0, 1)"),
         (dict(ema_momentum=-0.1), "ema_momentum must be in [0, 1)"),
+        (dict(lookahead_steps=-1), "lookahead_steps must be an integer >= 0"),
+        (dict(lookahead_steps=2.5), "lookahead_steps must be an integer >= 0"),
+        (
+            dict(lookahead_steps=5, ema_momentum=0.9),
+            "lookahead_steps and ema_momentum are two weight averages",
+        ),
         (dict(logit_temperature=0.0), "logit_temperature must be a finite number > 0"),
         (dict(flip="sometimes"), "flip must be one of"),
         (dict(stem="patchify"), "stem must be one of"),
@@ -534,6 +548,134 @@ def test_ema_weights_are_the_ones_validated_saved_and_kept_across_a_resume(
     saved = keras.saving.load_model(tmp_path / "ws" / "runs" / "ema" / storage.BEST_MODEL_FILE)
     np.testing.assert_allclose(kernel_of(saved), averages[best_epoch], atol=1e-5)
     assert json.loads((result.run_dir / "config.json").read_text())["ema_momentum"] == momentum
+
+
+def test_lookahead_schedule_is_airbenchs():
+    # airbench: decay = 0.95**5 * (step / total)**3, the share of the slow weights kept at a sync every 5 steps.
+    assert LOOKAHEAD_KEEP_PER_STEP == 0.95
+    assert lookahead_keep(0, 1000, 5) == 0.0
+    assert lookahead_keep(500, 1000, 5) == pytest.approx(0.95**5 * 0.125)
+    assert lookahead_keep(1000, 1000, 5) == pytest.approx(0.95**5)
+    assert lookahead_keep(1000, 1000, 2) == pytest.approx(0.95**2)
+    assert lookahead_keep(1200, 1000, 5) == pytest.approx(
+        0.95**5
+    )  # steps past the budget keep the end's share
+
+
+def test_lookahead_syncs_every_k_steps_before_validation_and_trains_on_from_the_slow_weights():
+    """Replays the rule step by step on a small model: every k optimizer steps, and before each validation (here
+    at each epoch's end, 7 steps not being a multiple of 3), slow += (1 - keep) * (trained - slow); the network
+    then holds the slow weights, and the next step starts from them."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(70, 4)).astype("float32"), rng.normal(size=(70, 1)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
+    weights = lambda: [np.array(v, dtype=np.float64) for v in model.weights]  # noqa: E731
+    events = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            events.append(("begin", int(model.optimizer.iterations), weights()))
+
+        def on_train_batch_end(self, batch, logs=None):  # before the lookahead's (earlier in the list)
+            events.append(("trained", int(model.optimizer.iterations), weights()))
+
+    class Validated(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):  # after the lookahead's
+            events.append(("validated", int(model.optimizer.iterations), weights()))
+
+    every, epochs, steps_per_epoch = 3, 3, 7
+    lookahead = Lookahead(model.weights, every=every, total_steps=epochs * steps_per_epoch)
+    model.fit(
+        x,
+        y,
+        batch_size=10,
+        epochs=epochs,
+        validation_data=(x[:10], y[:10]),
+        shuffle=False,
+        verbose=0,
+        callbacks=[Record(), lookahead, Validated()],
+    )
+    slow, next_start, syncs = events[0][2], None, 0
+    for kind, step, values in events:
+        if kind == "begin":
+            for start, expected in zip(values, next_start or values):
+                np.testing.assert_allclose(start, expected, atol=1e-6)
+        elif kind == "trained":
+            next_start = values
+            if step % every == 0 or step % steps_per_epoch == 0:
+                keep = lookahead_keep(step, epochs * steps_per_epoch, every)
+                slow = [s + (1 - keep) * (t - s) for s, t in zip(slow, values)]
+                next_start, syncs = slow, syncs + 1
+        else:  # validation scores the slow weights, synced at the epoch's last step
+            assert step % steps_per_epoch == 0
+            for validated, expected in zip(values, slow):
+                np.testing.assert_allclose(validated, expected, atol=1e-6)
+    assert syncs == 9  # steps 3, 6, 7 | 9, 12, 14 | 15, 18, 21
+    for final, expected in zip(weights(), slow):
+        np.testing.assert_allclose(final, expected, atol=1e-6)
+    # Late syncs kept most of the slow weights, so the network really differs from its last trained weights.
+    assert not np.allclose(weights()[0], events[-2][2][0], atol=1e-4)
+
+
+def test_lookahead_averages_the_trainable_weights_and_batch_norm_statistics_only():
+    config = RunConfig.from_preset("tuned", width=0.25, whitening_bias_epochs=1)
+    network = build_model(config, stem_images=smooth_images(64))
+    averaged = {id(v) for v in lookahead_variables(network)}
+    statistics = [
+        v for layer in batch_norm_layers(network) for v in (layer.moving_mean, layer.moving_variance)
+    ]
+    assert all(id(v) in averaged for v in statistics)
+    assert {id(v) for v in network.trainable_variables} - averaged == {id(whitening_bias(network)[0])}
+    assert id(network.get_layer("whiten").kernel) not in averaged
+    assert len(averaged) == len(network.trainable_variables) - 1 + len(statistics)
+
+
+def test_lookahead_weights_are_the_ones_validated_saved_and_resumed_from(
+    small_archive, tmp_path, monkeypatch
+):
+    """A run with lookahead, stopped after its first epoch and resumed: the network at each epoch's end (what the
+    checkpoint and the backup save) is the slow weights, not the last trained ones, and the resumed run starts
+    from them."""
+    monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
+    # 400 training images in batches of 50: 8 steps per epoch, so every epoch ends between two syncs of every 3.
+    config = RunConfig.from_preset(
+        "tuned", data=str(small_archive), epochs=3, lookahead_steps=3, precision="float32", **SMALL
+    )
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self, stop_after=None):
+            super().__init__()
+            self.stop_after, self.first, self.trained, self.at_epoch_end = stop_after, None, [], []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.first is None:
+                self.first = kernel_of(self.model)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.trained.append(kernel_of(self.model))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.at_epoch_end.append(kernel_of(self.model))
+            if epoch == self.stop_after:
+                raise KeyboardInterrupt
+
+    first = Record(stop_after=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "ws", run_id="lookahead", verbose=0, callbacks=[first])
+    assert len(first.trained) == 8
+    # Step 8 is no multiple of 3: the network trained on after the sync at step 6, and was synced for validation.
+    assert not np.allclose(first.at_epoch_end[0], first.trained[-1], atol=1e-5)
+    second = Record()
+    result = train(config, tmp_path / "ws", run_id="lookahead", verbose=0, callbacks=[second])
+    np.testing.assert_allclose(second.first, first.at_epoch_end[0], atol=1e-6)
+    history = result.history["val_accuracy"].tolist()
+    saved = keras.saving.load_model(tmp_path / "ws" / "runs" / "lookahead" / storage.BEST_MODEL_FILE)
+    epoch_ends = first.at_epoch_end + second.at_epoch_end
+    np.testing.assert_allclose(kernel_of(saved), epoch_ends[history.index(max(history))], atol=1e-6)
+    assert json.loads((result.run_dir / "config.json").read_text())["lookahead_steps"] == 3
 
 
 def test_all_options_on_train_end_to_end(small_archive, tmp_path, monkeypatch):

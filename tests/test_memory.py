@@ -56,5 +56,6 @@ def test_weight_averaging_adds_one_slot_per_trainable_weight():
     averaged = training_memory_breakdown(model, 2, optimizer="sgd_momentum", ema=True)
     assert averaged["optimizer_slots"] == 4 * 15 * 2
     config = RunConfig.from_preset("tuned", data="synthetic")
-    extra = run_memory_estimate(model, config.replace(ema_momentum=0.9)) - run_memory_estimate(model, config)
-    assert extra * 1024**3 == pytest.approx(4 * 15)
+    for averaging in (dict(ema_momentum=0.9), dict(lookahead_steps=5)):  # lookahead keeps the slow weights
+        extra = run_memory_estimate(model, config.replace(**averaging)) - run_memory_estimate(model, config)
+        assert extra * 1024**3 == pytest.approx(4 * 15)
