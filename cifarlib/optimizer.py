@@ -160,8 +160,9 @@ class Lookahead(keras.callbacks.Callback):
         # Taken at the first step rather than in on_train_begin, so after BackupAndRestore has loaded a backup,
         # wherever it stands in the list.
         if self._slow is None:
-            self._slow = [ops.copy(ops.convert_to_tensor(variable)) for variable in self.variables]
+            # The step first: under JAX, reaching the model brings the variables up to date with training.
             self._synced_at = self._step()
+            self._slow = [ops.copy(ops.convert_to_tensor(variable)) for variable in self.variables]
 
     def on_train_batch_end(self, batch, logs=None):
         step = self._step()
@@ -188,7 +189,8 @@ class Lookahead(keras.callbacks.Callback):
         for index, variable in enumerate(self.variables):
             slow = self._slow[index]
             slow = slow + pull * (ops.convert_to_tensor(variable) - slow)
-            variable.assign(slow)
+            # A copy in the network: JAX's training step donates the variables' buffers, which would delete ours.
+            variable.assign(ops.copy(slow))
             self._slow[index] = slow
         self._synced_at = step
 

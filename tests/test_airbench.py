@@ -572,19 +572,21 @@ def test_lookahead_syncs_every_k_steps_before_validation_and_trains_on_from_the_
         [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)]
     )
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
-    weights = lambda: [np.array(v, dtype=np.float64) for v in model.weights]  # noqa: E731
     events = []
+
+    def weights(trained):  # a callback's self.model: under JAX, reaching it brings the variables up to date
+        return [np.array(v, dtype=np.float64) for v in trained.weights]
 
     class Record(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            events.append(("begin", int(model.optimizer.iterations), weights()))
+            events.append(("begin", int(self.model.optimizer.iterations), weights(self.model)))
 
         def on_train_batch_end(self, batch, logs=None):  # before the lookahead's (earlier in the list)
-            events.append(("trained", int(model.optimizer.iterations), weights()))
+            events.append(("trained", int(self.model.optimizer.iterations), weights(self.model)))
 
     class Validated(keras.callbacks.Callback):
         def on_test_begin(self, logs=None):  # after the lookahead's
-            events.append(("validated", int(model.optimizer.iterations), weights()))
+            events.append(("validated", int(self.model.optimizer.iterations), weights(self.model)))
 
     every, epochs, steps_per_epoch = 3, 3, 7
     lookahead = Lookahead(model.weights, every=every, total_steps=epochs * steps_per_epoch)
@@ -614,10 +616,10 @@ def test_lookahead_syncs_every_k_steps_before_validation_and_trains_on_from_the_
             for validated, expected in zip(values, slow):
                 np.testing.assert_allclose(validated, expected, atol=1e-6)
     assert syncs == 9  # steps 3, 6, 7 | 9, 12, 14 | 15, 18, 21
-    for final, expected in zip(weights(), slow):
+    for final, expected in zip(weights(model), slow):
         np.testing.assert_allclose(final, expected, atol=1e-6)
     # Late syncs kept most of the slow weights, so the network really differs from its last trained weights.
-    assert not np.allclose(weights()[0], events[-2][2][0], atol=1e-4)
+    assert not np.allclose(weights(model)[0], events[-2][2][0], atol=1e-4)
 
 
 def test_lookahead_averages_the_trainable_weights_and_batch_norm_statistics_only():
