@@ -140,10 +140,12 @@ class Lookahead(keras.callbacks.Callback):
         every: optimizer steps between syncs.
         total_steps: the optimizer steps of the whole run, which the schedule is a fraction of.
 
-    The weights are also synced before each validation and at each epoch's end, so the network that is validated,
-    saved in ``best.keras`` and backed up is the slow one. A resumed run therefore starts with slow and fast weights
-    equal, and the model's weights and the optimizer's step counter (in Keras's backup) are all the state there is.
-    Put it before the callbacks that save the model at an epoch's end.
+    cifarlib's addition to airbench's rule: the weights are also synced before each validation and at each epoch's
+    end, with the schedule's share at that step (airbench syncs every ``every`` steps only, and at the very end puts
+    the slow weights back without a last pull). So the network that is validated, saved in ``best.keras`` and
+    backed up is the slow one; a resumed run starts with slow and fast weights equal, and the model's weights and
+    the optimizer's step counter (in Keras's backup) are all the state there is. Put it before the callbacks that
+    save the model at an epoch's end.
     """
 
     def __init__(self, variables, *, every: int, total_steps: int):
@@ -154,48 +156,50 @@ class Lookahead(keras.callbacks.Callback):
         self.every = every
         self.total_steps = total_steps
         self._slow = None
+        # Optimizer steps taken, read once and then counted here: reading the optimizer's counter at every step
+        # would wait for the device each time. (A step that mixed float16's loss scaling skips counts here too.)
+        self._step = None
         self._synced_at = None
 
     def on_train_batch_begin(self, batch, logs=None):
         # Taken at the first step rather than in on_train_begin, so after BackupAndRestore has loaded a backup,
-        # wherever it stands in the list.
+        # wherever it stands in the list. Reaching the model first brings its variables up to date under JAX.
         if self._slow is None:
-            # The step first: under JAX, reaching the model brings the variables up to date with training.
-            self._synced_at = self._step()
+            self._step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+            self._synced_at = self._step
             self._slow = [ops.copy(ops.convert_to_tensor(variable)) for variable in self.variables]
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
-        if step % self.every == 0:
-            self.sync(step)
+        self._step += 1
+        if self._step % self.every == 0:
+            self.sync()
 
     def on_test_begin(self, logs=None):
         if self._slow is not None:  # a validation within fit: the slow weights are scored
-            self.sync(self._step())
+            self.sync()
 
     def on_epoch_end(self, epoch, logs=None):
         if self._slow is not None:
-            self.sync(self._step())
+            self.sync()
 
     def on_train_end(self, logs=None):
         self._slow = None
 
-    def sync(self, step: int) -> None:
-        """Move the slow weights towards the network's by the share the schedule gives at ``step``, then put them
-        in the network (once per step)."""
-        if step == self._synced_at:
+    def sync(self) -> None:
+        """Move the slow weights towards the network's by the share the schedule gives at this step, then put
+        them in the network (once per step)."""
+        if self._step == self._synced_at:
             return
-        pull = 1.0 - lookahead_keep(step, self.total_steps, self.every)
+        # Under JAX, fit keeps the trained weights outside the variables between steps: put them back first.
+        getattr(self.model, "jax_state_sync", lambda: None)()
+        pull = 1.0 - lookahead_keep(self._step, self.total_steps, self.every)
         for index, variable in enumerate(self.variables):
             slow = self._slow[index]
             slow = slow + pull * (ops.convert_to_tensor(variable) - slow)
             # A copy in the network: JAX's training step donates the variables' buffers, which would delete ours.
             variable.assign(ops.copy(slow))
             self._slow[index] = slow
-        self._synced_at = step
-
-    def _step(self) -> int:
-        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._synced_at = self._step
 
 
 def lookahead_variables(network: keras.Model) -> list:

@@ -638,7 +638,8 @@ def test_lookahead_averages_the_trainable_weights_and_batch_norm_statistics_only
 def test_lookahead_weights_are_the_ones_validated_saved_and_resumed_from(
     small_archive, tmp_path, monkeypatch
 ):
-    """A run with lookahead, stopped after its first epoch and resumed: the network at each epoch's end (what the
+    """A run with lookahead, stopped after its first epoch and resumed: every sync, before and after the resume,
+    follows the rule from slow weights that carry on across it; the network at each epoch's end (what the
     checkpoint and the backup save) is the slow weights, not the last trained ones, and the resumed run starts
     from them."""
     monkeypatch.setenv("CIFARLIB_STAGING", str(tmp_path / "staging"))
@@ -646,6 +647,15 @@ def test_lookahead_weights_are_the_ones_validated_saved_and_resumed_from(
     config = RunConfig.from_preset(
         "tuned", data=str(small_archive), epochs=3, lookahead_steps=3, precision="float32", **SMALL
     )
+    syncs, sync = [], Lookahead.sync
+
+    def recorded_sync(lookahead):
+        trained, step, synced = kernel_of(lookahead.model), lookahead._step, lookahead._synced_at
+        sync(lookahead)
+        if step != synced:
+            syncs.append((step, trained, kernel_of(lookahead.model)))
+
+    monkeypatch.setattr(Lookahead, "sync", recorded_sync)
 
     class Record(keras.callbacks.Callback):
         def __init__(self, stop_after=None):
@@ -673,6 +683,11 @@ def test_lookahead_weights_are_the_ones_validated_saved_and_resumed_from(
     second = Record()
     result = train(config, tmp_path / "ws", run_id="lookahead", verbose=0, callbacks=[second])
     np.testing.assert_allclose(second.first, first.at_epoch_end[0], atol=1e-6)
+    assert [step for step, _, _ in syncs] == [3, 6, 8, 9, 12, 15, 16, 18, 21, 24]
+    slow = first.first
+    for step, trained, synced in syncs:
+        slow = slow + (1 - lookahead_keep(step, 24, 3)) * (trained - slow)
+        np.testing.assert_allclose(synced, slow, atol=1e-5)
     history = result.history["val_accuracy"].tolist()
     saved = keras.saving.load_model(tmp_path / "ws" / "runs" / "lookahead" / storage.BEST_MODEL_FILE)
     epoch_ends = first.at_epoch_end + second.at_epoch_end
