@@ -485,6 +485,37 @@ def kernel_of(model, name="predictions/kernel"):
     return np.array(variable, dtype=np.float64)
 
 
+class KernelRecord(keras.callbacks.Callback):
+    """Records the output layer's kernel during a run: before its first step, after every step, at each epoch's
+    end (what the checkpoint and the backup saw) and at the end; ``stop_after`` stops the run after that epoch,
+    as a kill would."""
+
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.stop_after, self.first, self.trained, self.at_epoch_end, self.final = (
+            stop_after,
+            None,
+            [],
+            [],
+            None,
+        )
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.first is None:
+            self.first = kernel_of(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.trained.append(kernel_of(self.model))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at_epoch_end.append(kernel_of(self.model))
+        if epoch == self.stop_after:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, logs=None):
+        self.final = kernel_of(self.model)
+
+
 def test_ema_weights_are_the_ones_validated_saved_and_kept_across_a_resume(
     small_archive, tmp_path, monkeypatch
 ):
@@ -496,33 +527,7 @@ def test_ema_weights_are_the_ones_validated_saved_and_kept_across_a_resume(
         "tuned", data=str(small_archive), epochs=3, ema_momentum=momentum, precision="float32", **SMALL
     )
 
-    class Record(keras.callbacks.Callback):
-        def __init__(self, stop_after=None):
-            super().__init__()
-            self.stop_after, self.trained, self.at_epoch_end, self.first, self.final = (
-                stop_after,
-                [],
-                [],
-                None,
-                None,
-            )
-
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.first is None:
-                self.first = kernel_of(self.model)
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.trained.append(kernel_of(self.model))
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.at_epoch_end.append(kernel_of(self.model))  # after the swap: what the checkpoint saw
-            if epoch == self.stop_after:
-                raise KeyboardInterrupt
-
-        def on_train_end(self, logs=None):
-            self.final = kernel_of(self.model)
-
-    first = Record(stop_after=1)
+    first = KernelRecord(stop_after=1)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "ws", run_id="ema", verbose=0, callbacks=[first])
     steps = len(first.trained) // 2
@@ -534,7 +539,7 @@ def test_ema_weights_are_the_ones_validated_saved_and_kept_across_a_resume(
     np.testing.assert_allclose(first.at_epoch_end, averages, atol=1e-5)
     assert not np.allclose(averages[-1], first.trained[-1], atol=1e-4)  # the average really differs
 
-    second = Record()
+    second = KernelRecord()
     result = train(config, tmp_path / "ws", run_id="ema", verbose=0, callbacks=[second])
     # The resumed epoch starts from the trained weights, not from the average the backup held in the model.
     np.testing.assert_allclose(second.first, first.trained[-1], atol=1e-6)
@@ -657,30 +662,13 @@ def test_lookahead_weights_are_the_ones_validated_saved_and_resumed_from(
 
     monkeypatch.setattr(Lookahead, "sync", recorded_sync)
 
-    class Record(keras.callbacks.Callback):
-        def __init__(self, stop_after=None):
-            super().__init__()
-            self.stop_after, self.first, self.trained, self.at_epoch_end = stop_after, None, [], []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.first is None:
-                self.first = kernel_of(self.model)
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.trained.append(kernel_of(self.model))
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.at_epoch_end.append(kernel_of(self.model))
-            if epoch == self.stop_after:
-                raise KeyboardInterrupt
-
-    first = Record(stop_after=0)
+    first = KernelRecord(stop_after=0)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "ws", run_id="lookahead", verbose=0, callbacks=[first])
     assert len(first.trained) == 8
     # Step 8 is no multiple of 3: the network trained on after the sync at step 6, and was synced for validation.
     assert not np.allclose(first.at_epoch_end[0], first.trained[-1], atol=1e-5)
-    second = Record()
+    second = KernelRecord()
     result = train(config, tmp_path / "ws", run_id="lookahead", verbose=0, callbacks=[second])
     np.testing.assert_allclose(second.first, first.at_epoch_end[0], atol=1e-6)
     assert [step for step, _, _ in syncs] == [3, 6, 8, 9, 12, 15, 16, 18, 21, 24]
