@@ -492,13 +492,11 @@ class KernelRecord(keras.callbacks.Callback):
 
     def __init__(self, stop_after=None):
         super().__init__()
-        self.stop_after, self.first, self.trained, self.at_epoch_end, self.final = (
-            stop_after,
-            None,
-            [],
-            [],
-            None,
-        )
+        self.stop_after = stop_after
+        self.first = None
+        self.trained = []
+        self.at_epoch_end = []
+        self.final = None
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.first is None:
