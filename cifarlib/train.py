@@ -43,7 +43,7 @@ from cifarlib.optimizer import (
     lookahead_variables,
     whitening_bias,
 )
-from cifarlib.pipeline import make_inputs
+from cifarlib.pipeline import full_batches, make_inputs
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class FitContext:
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, -(-self.train_images // self.global_batch))
+        # Training drops the last partial batch (cifarlib.pipeline), so an epoch is the full batches only.
+        return max(1, full_batches(self.train_images, self.global_batch))
 
 
 # Settings that say how to run on this machine, not what to train: a run resumed on another device (a new Colab
@@ -157,6 +158,7 @@ def train(
     # The data is loaded before the run folder is created, so a bad source leaves no empty run behind.
     keras.utils.set_random_seed(config.seed)
     splits = load_run_splits(config)
+    _refuse_batch_above_training_split(config, len(splits[0][0]))
     created = not run.path.exists()
     # One process trains a run at a time; the lock's heartbeat is renewed every epoch (RunPublisher). A lock held
     # by another process raises RunLockedError here, before anything of the run folder is touched.
@@ -177,6 +179,15 @@ def train(
             if created and lock.held() and not _has_trained(run):
                 shutil.rmtree(run.path, ignore_errors=True)
             raise
+
+
+def _refuse_batch_above_training_split(config: RunConfig, train_images: int) -> None:
+    """Every training batch is full (the last partial one is dropped), so a batch must fit in the split."""
+    if config.batch_size > train_images:
+        raise RunConfigError(
+            f"batch_size: {config.batch_size} is larger than the training split ({train_images:,} images); "
+            "use a smaller batch or a larger --train-size"
+        )
 
 
 def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunResult:
@@ -210,7 +221,13 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
         publisher = RunPublisher(run, staging, stateful, lock)
         one_hot = config.label_smoothing > 0
         train_inputs = make_inputs(
-            x_train, y_train, batch_size=context.global_batch, shuffle=True, seed=config.seed, one_hot=one_hot
+            x_train,
+            y_train,
+            batch_size=context.global_batch,
+            shuffle=True,
+            seed=config.seed,
+            one_hot=one_hot,
+            drop_remainder=True,
         )
         val_inputs = (
             make_inputs(
