@@ -118,3 +118,22 @@ def test_tuned_preset_keeps_the_reference_modules():
 
     assert "augment" not in {layer.name for layer in model.layers}
     assert training_model(model, 2, seed=0).get_layer("augment") is not None
+
+
+def test_standardisation_and_whitening_stem_run_in_float32_under_mixed_precision():
+    import keras
+
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        network = build_inception("tuned", width=0.25, stem_images=images)
+        stem_output = keras.Model(network.input, network.get_layer("whiten_gelu").output)(images[:2])
+        first_conv = network.get_layer("inception_1_1x1")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    for name in ("standardize", "whiten", "whiten_gelu"):
+        assert network.get_layer(name).compute_dtype == "float32", name
+    assert keras.backend.standardize_dtype(stem_output.dtype) == "float32"
+    # The modules after the stem still compute in bfloat16: only the stem is kept in float32.
+    assert first_conv.compute_dtype == "bfloat16"

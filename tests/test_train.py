@@ -405,3 +405,26 @@ def test_a_broken_stored_config_is_named(small_archive, tmp_path, staging, store
         caught.value
     )
     assert (run.path / storage.CONFIG_FILE).read_text() == stored
+
+
+class BatchCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1] += 1
+
+
+def test_training_drops_the_last_partial_batch_and_refuses_a_batch_above_the_split(tmp_path, staging):
+    # 180 training images in batches of 64: two full batches an epoch, not a third of 52 images.
+    config = RunConfig(data="synthetic", train_size=200, width=0.25, batch_size=64, epochs=2, seed=0)
+    counter = BatchCounter()
+    train(config, tmp_path / "ws", run_id="full", verbose=0, callbacks=[counter])
+    assert counter.steps == [2, 2]
+    with pytest.raises(RunConfigError, match="batch_size: 256 is larger than the training split"):
+        train(config.replace(batch_size=256), tmp_path / "ws", run_id="big", verbose=0)
+    assert not (tmp_path / "ws" / "runs" / "big").exists()
