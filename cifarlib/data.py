@@ -20,9 +20,12 @@ checks against absolute paths, ``..`` and links that leave the target folder.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
 import logging
+import lzma
 import os
 import pickle
 import shutil
@@ -69,6 +72,13 @@ META_FILE = "batches.meta"
 MAX_SYNTHETIC_IMAGES = 1_000_000
 # Images are generated this many at a time, so the float arithmetic never holds more than one chunk.
 SYNTHETIC_CHUNK = 10_000
+
+# The most an archive may unpack to. CIFAR-10's 60,000 images are 184 MB of pixels; as the official pickles
+# they unpack to 178 MB, and as one PNG or JPEG file each (a tar header and padding per file, about 4 KB) to
+# about 250 MB. Twice that leaves room for other layouts, and stops a small "gzip bomb" from filling the disk.
+MAX_UNPACKED_BYTES = 512 * 2**20
+# How each compressed tar starts, for checking the whole compressed stream (its checksum) before extraction.
+GZIP_MAGIC, BZIP2_MAGIC, XZ_MAGIC = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # ITU-R BT.601 luma weights, as the reference notebook used them.
@@ -195,8 +205,12 @@ def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> 
     target.mkdir(parents=True, exist_ok=True)
     root = target.resolve()
     try:
+        check_compressed_stream(archive_path)
         with tarfile.open(archive_path, "r:*") as archive:
             members = archive.getmembers()
+            unpacked = sum(member.size for member in members)
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise DataError(_too_large(archive_path, unpacked))
             for member in members:
                 # filter="data" would strip a leading "/" and extract the member anyway; an archive that
                 # names absolute paths is not a dataset archive, so it is refused.
@@ -209,11 +223,11 @@ def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> 
                 except tarfile.FilterError as error:
                     raise UnsafeArchiveError(_refusal(archive_path, member, error)) from error
             archive.extractall(root, members=members, filter="data")
-    except UnsafeArchiveError:
+    except DataError:
         raise
     except tarfile.FilterError as error:
         raise UnsafeArchiveError(f"{archive_path}: refused unsafe member ({error})") from error
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as error:
         if isinstance(error, FileNotFoundError) and not archive_path.exists():
             raise DataError(f"{archive_path}: no such file (expected a .tar.gz archive)") from error
         if isinstance(error, tarfile.ReadError) and "could not be opened successfully" in str(error):
@@ -223,6 +237,46 @@ def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> 
         reason = " ".join(str(error).split())
         raise DataError(f"{archive_path}: the archive is truncated or corrupt ({reason})") from error
     return target
+
+
+def check_compressed_stream(archive_path: str | os.PathLike, limit: int | None = None) -> int:
+    """Decompress the whole archive once, without writing it, and return its unpacked size.
+
+    tarfile stops reading at the tar's end marker, so the compressed stream's trailer (gzip's CRC-32 and length,
+    bzip2's and xz's checks) is otherwise never read: a flipped bit would load altered pixels without an error.
+    Reading to the end checks it. More than ``limit`` unpacked bytes (default ``MAX_UNPACKED_BYTES``) raise ``DataError`` before any is written.
+    """
+    path = Path(archive_path)
+    limit = MAX_UNPACKED_BYTES if limit is None else limit
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+    opener = next(
+        (
+            module.open
+            for prefix, module in ((GZIP_MAGIC, gzip), (BZIP2_MAGIC, bz2), (XZ_MAGIC, lzma))
+            if magic.startswith(prefix)
+        ),
+        None,
+    )
+    if opener is None:  # not compressed: tarfile reads every byte it extracts, and the file's size bounds it
+        size = path.stat().st_size
+        if size > limit:
+            raise DataError(_too_large(path, size))
+        return size
+    unpacked = 0
+    with opener(path, "rb") as stream:
+        while chunk := stream.read(2**20):
+            unpacked += len(chunk)
+            if unpacked > limit:
+                raise DataError(_too_large(path, unpacked))
+    return unpacked
+
+
+def _too_large(path: Path, size: int) -> str:
+    return (
+        f"{path}: refused, it unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB (at least {size / 2**20:,.0f}"
+        " MiB), more than any CIFAR-10 archive holds"
+    )
 
 
 def to_grayscale(images: np.ndarray) -> np.ndarray:
@@ -363,22 +417,33 @@ def _load_path(path: Path, cache_dir) -> tuple[Split, Split]:
 
 def _extract_cached(archive: Path, cache_dir) -> Path:
     """Extract an archive once into the cache; a half-finished extraction never becomes the cached copy."""
-    stat = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     stem = archive.name.split(".")[0]
     cache = default_cache_dir(cache_dir) / "extracted"
-    final = cache / f"{stem}-{key}"
+    final = cache / cache_folder_name(archive)
     if final.is_dir():
         return final
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=cache))
     try:
         safe_extract(archive, staging)
-        os.replace(staging, final)
+        try:
+            os.replace(staging, final)
+        except OSError:
+            # Another process extracted the same archive meanwhile and renamed its copy in first: use that one.
+            if not final.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+def cache_folder_name(archive: Path) -> str:
+    """The cache folder of an archive's extracted copy: its name, and a key that changes when the file does."""
+    stat = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return f"{archive.name.split('.')[0]}-{key}"
 
 
 def _find_dataset_folder(path: Path) -> Path:
@@ -575,7 +640,9 @@ def _read_split(folder: Path) -> Split:
                     array = np.asarray(image.convert("RGB"), dtype=np.uint8)
             except Image.DecompressionBombError as error:
                 raise DataError(f"{file}: refused, the image claims too many pixels ({error})") from error
-            except (UnidentifiedImageError, OSError) as error:
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+                # Pillow raises ValueError for a text chunk that inflates past its limit, and SyntaxError for
+                # some broken PNG chunks.
                 raise DataError(f"{file}: not a readable image ({error})") from error
             if array.shape != IMAGE_SHAPE:
                 raise DataError(f"{file}: image of shape {array.shape}, expected {IMAGE_SHAPE}")

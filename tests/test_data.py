@@ -344,3 +344,57 @@ def test_real_training_images_load(tmp_path):
     assert set(data.class_counts(y_train).values()) == {5000}
     # The class-sorted files are mixed, so the first 1,000 images hold every class.
     assert len(np.unique(y_train[:1000])) == 10
+
+
+def test_two_extractions_of_one_archive_at_once_both_succeed(tiny_archive, monkeypatch):
+    real_extract = data.safe_extract
+    final = Path(os.environ["CIFARLIB_CACHE"]) / "extracted" / data.cache_folder_name(tiny_archive)
+
+    def extract_while_another_process_finishes(archive, target):
+        real_extract(archive, target)
+        # Another process extracting the same archive renames its finished copy into place first, so this one's
+        # rename meets a full folder (ENOTEMPTY).
+        other = Path(target).parent / ".other-process"
+        real_extract(archive, other)
+        os.replace(other, final)
+
+    monkeypatch.setattr(data, "safe_extract", extract_while_another_process_finishes)
+    (x_train, _), _ = data.load_cifar10(tiny_archive)
+    assert len(x_train) == 100
+    assert [p.name for p in final.parent.iterdir()] == [final.name]
+
+
+def test_gzip_checksum_is_checked(tiny_archive, tmp_path):
+    damaged = tmp_path / "cifar-10-python.tar.gz"
+    payload = bytearray(tiny_archive.read_bytes())
+    payload[-8:] = bytes(8)  # the gzip trailer: CRC-32 and length of the unpacked stream
+    damaged.write_bytes(bytes(payload))
+    with pytest.raises(DataError, match="truncated or corrupt.*CRC check failed") as error:
+        data.load_cifar10(damaged)
+    assert str(damaged) in str(error.value)
+
+
+def test_gzip_bomb_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_UNPACKED_BYTES", 2**20)
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as archive:
+        member = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        member.size = 3 * 2**20
+        archive.addfile(member, io.BytesIO(bytes(member.size)))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DataError, match=r"bomb.tar.gz: refused, it unpacks to more than 1 MiB"):
+        data.load_cifar10(bomb)
+    extracted = Path(os.environ["CIFARLIB_CACHE"]) / "extracted"
+    assert not extracted.exists() or not any(extracted.rglob("data_batch_1"))
+
+
+def test_png_whose_text_chunk_inflates_past_the_limit_is_named(tmp_path):
+    from PIL import PngImagePlugin
+
+    testing.write_image_folder(tmp_path, images_per_class=1)
+    text = PngImagePlugin.PngInfo()
+    text.add_text("comment", "a" * (PngImagePlugin.MAX_TEXT_CHUNK + 1), zip=True)
+    bomb = tmp_path / "train" / "cat" / "bomb.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(bomb, pnginfo=text)
+    with pytest.raises(DataError, match="bomb.png: not a readable image"):
+        data.load_cifar10(tmp_path)
