@@ -33,7 +33,7 @@ from pathlib import Path
 
 import keras
 
-from cifarlib import storage
+from cifarlib import integrity, storage
 from cifarlib.errors import RunLockedError, WorkspaceError
 from cifarlib.formatting import describe_epoch
 
@@ -205,7 +205,6 @@ class RunPublisher(keras.callbacks.Callback):
             self._best_mtime = best.stat().st_mtime_ns
 
     def _publish_backup(self):
-        import pandas as pd
 
         backup = self.staging / storage.BACKUP_DIR
         if not backup.is_dir():
@@ -215,14 +214,15 @@ class RunPublisher(keras.callbacks.Callback):
             for name, cb in self.stateful.items()
         }
         (backup / CALLBACK_STATE_FILE).write_text(json.dumps(states))
-        (backup / storage.HISTORY_FILE).write_text(pd.DataFrame(self.rows).to_csv(index=False))
+        (backup / storage.HISTORY_FILE).write_text(history_csv(self.rows))
         best = self.staging / storage.BEST_MODEL_FILE
         if best.exists():
             shutil.copyfile(best, backup / storage.BEST_MODEL_FILE)
+        # Written last: a resume checks every file against it before trusting any (cifarlib.integrity).
+        integrity.write_manifest(backup)
         storage.atomic_replace_tree(backup, self.run.file(storage.BACKUP_DIR))
 
     def _publish_history(self):
-        import pandas as pd
 
         path = self.run.file(storage.HISTORY_FILE)
         if not self.rows:
@@ -230,7 +230,7 @@ class RunPublisher(keras.callbacks.Callback):
             if path.exists():
                 path.unlink()
             return
-        storage.atomic_write_text(path, pd.DataFrame(self.rows).to_csv(index=False))
+        storage.atomic_write_text(path, history_csv(self.rows))
 
     def _publish_tensorboard(self):
         source = self.staging / storage.TENSORBOARD_DIR
@@ -238,11 +238,25 @@ class RunPublisher(keras.callbacks.Callback):
             storage.mirror_tree(source, self.run.file(storage.TENSORBOARD_DIR))
 
 
+def history_csv(rows: list[dict]) -> str:
+    """The history as CSV text, the same in the backup and the run folder. NaN (a diverged loss) is written as
+    ``nan``, so that an empty cell always means a damaged file (``cifarlib.integrity.history_problem``)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_csv(index=False, na_rep="nan")
+
+
 def _read_json(path: Path) -> dict:
+    """A backup's JSON file, or ``{}`` where it is absent; a damaged one is named, never read as empty."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as error:
+        raise WorkspaceError(f"{path}: damaged, not valid JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise WorkspaceError(f"{path}: damaged, expected a JSON object")
+    return value
 
 
 def _plain(value):

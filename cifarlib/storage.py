@@ -107,7 +107,19 @@ class RunFolder:
 
     @property
     def completed(self) -> bool:
-        return (self.path / SUMMARY_FILE).is_file()
+        """Whether the run finished: its summary.json, written last, is a JSON object (a damaged one is not)."""
+        return (self.path / SUMMARY_FILE).is_file() and self.summary_problem() is None
+
+    def summary_problem(self) -> str | None:
+        """What is wrong with an existing summary.json (``None``: it is whole, or there is none)."""
+        path = self.path / SUMMARY_FILE
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            return f"not valid JSON ({error})"
+        return None if isinstance(values, dict) else f"expected a JSON object, got {type(values).__name__}"
 
     def read_json(self, name: str) -> dict | None:
         """A JSON object file of the run, or ``None`` where it is absent; a corrupt one (not JSON, or JSON but

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import keras
 
-from cifarlib import __version__, storage
+from cifarlib import __version__, integrity, storage
 from cifarlib.augment import FlipEpoch
 from cifarlib.callbacks import EpochProgress, EpochTimer, NetworkCheckpoint, RunPublisher
 from cifarlib.config import OPTIONS_OUTSIDE_OLD_RUN_IDS, REFERENCE, RunConfig, monitor_mode
@@ -167,9 +167,11 @@ def train(
             # Checked again under the lock: another process may have finished the run meanwhile.
             if run.completed and not retrain:
                 return _completed_run(run, config, verbose, lock)
-            if run.completed and retrain:
+            # A damaged summary.json is retrained too: the run may have finished, and its files cannot tell.
+            if retrain and run.file(storage.SUMMARY_FILE).exists():
                 _clear_run_folder(run)
             lock.remove_temporaries()
+            _check_saved_state(run)
             plan = plan_device(config)
             _prepare_run_folder(run, config, plan, verbose)
             return _fit(workspace, run, config, plan, splits, lock, verbose, callbacks)
@@ -273,6 +275,8 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
         "fit_seconds_this_session": fit_seconds,
         "params": int(network.count_params()),
         **_run_facts(context),
+        # What later reads check the published files against (cifarlib.integrity).
+        **{key: integrity.file_digest(run.file(name)) for name, key in integrity.SUMMARY_DIGESTS.items()},
     }
     # The evaluation can take minutes: the run is marked complete only while its lock is still this process's.
     lock.refresh()
@@ -400,6 +404,14 @@ def _completed_run(
     """
     # Returning a finished run trained with other settings would report its figures as this config's.
     _refuse_other_settings(run, config)
+    summary = run.read_json(storage.SUMMARY_FILE) or {}
+    best = run.file(storage.BEST_MODEL_FILE)
+    problem = integrity.digest_problem(best, summary.get(integrity.SUMMARY_DIGESTS[storage.BEST_MODEL_FILE]))
+    if problem:
+        raise WorkspaceError(
+            f"run {run.run_id!r} is complete but its {best} is damaged ({problem}); a completed run keeps no "
+            "backup to restore it from: train it again with --retrain (retrain=True)"
+        )
     leftovers = run.file(storage.BACKUP_DIR).exists() or any(
         storage.TEMPORARY_NAME.fullmatch(path.name) for path in run.path.rglob(".*")
     )
@@ -418,6 +430,46 @@ def _completed_run(
         "to train again, pass retrain=True (--retrain) or a new run_id (--run-id)",
     )
     return result
+
+
+def _check_saved_state(run: storage.RunFolder) -> None:
+    """Make sure what a resume reads is whole, under the run's lock, before anything is read or tidied.
+
+    A summary.json that is no JSON object (the run is not complete) is set aside when a backup remains to
+    resume from. A damaged backup file that the run folder holds an intact copy of (``best.keras``,
+    ``history.csv``, checked against the backup's manifest) is restored from it. Anything else that would make
+    the resume start from the wrong place raises ``WorkspaceError`` naming the file and how to start again.
+    """
+    backup = storage.recover_tree(run.file(storage.BACKUP_DIR))
+    again = f"delete the run folder {run.path} to train it again from epoch 1"
+    summary = run.file(storage.SUMMARY_FILE)
+    if summary.exists():  # and the run is not complete: its summary is damaged
+        if backup is None:
+            raise WorkspaceError(
+                f"{summary}: damaged ({run.summary_problem()}), and the run has no backup/ to resume from; "
+                f"run again with --retrain, or {again}"
+            )
+        aside = summary.with_name(f"{storage.SUMMARY_FILE}.damaged")
+        os.replace(summary, aside)
+        log.warning("%s: damaged, set aside as %s; resuming from the backup", summary, aside.name)
+    if backup is None:
+        epochs = len(run.read_history())
+        if epochs:
+            raise WorkspaceError(
+                f"run {run.run_id!r}: history.csv records {epochs} finished epochs but backup/ is missing, so the "
+                f"run cannot resume after them; {again}"
+            )
+        return
+    manifest = integrity.read_manifest(backup) or {}
+    for name, problem in integrity.damaged_files(backup).items():
+        intact = run.file(name)
+        if name in manifest and intact.is_file() and integrity.file_digest(intact) == manifest[name]:
+            storage.atomic_copy(intact, backup / name)
+            log.warning("%s: damaged (%s); restored from the intact %s", backup / name, problem, intact)
+            continue
+        raise WorkspaceError(
+            f"{backup / name}: damaged ({problem}); the run cannot resume from a damaged backup: {again}"
+        )
 
 
 def _tidy_completed_run(run: storage.RunFolder, lock: storage.RunLock) -> None:
