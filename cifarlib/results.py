@@ -110,6 +110,7 @@ def _run_row(run: storage.RunFolder) -> dict:
         "seed": config.get("seed"),
         "created": config.get("created") or _written_at(run.file(storage.CONFIG_FILE)),
     }
+    run.warn_if_history_damaged()
     if summary is not None:
         return {
             **row,
@@ -220,7 +221,10 @@ def plot_curves(workspace, table: pd.DataFrame, *, title: str = "", save_to=None
     workspace = storage.as_workspace(workspace)
     histories = []
     for row in table.to_dict("records"):
-        history = workspace.run(row["run_id"]).read_history()
+        run = workspace.run(row["run_id"])
+        if run.history_problem():  # named once, by the runs table this table came from
+            continue
+        history = run.read_history()
         if not history.empty:
             histories.append((row, history))
     if not histories:

@@ -72,6 +72,7 @@ def finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunCo
     if stored is None:
         raise WorkspaceError(f"{run.path}: no run there (missing {storage.CONFIG_FILE})")
     _check_best_model(run)
+    run.warn_if_history_damaged()
     try:
         config = RunConfig.from_dict(stored)
     except (RunConfigError, TypeError) as error:

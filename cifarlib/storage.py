@@ -139,6 +139,34 @@ class RunFolder:
         """history.csv as a DataFrame (empty where no epoch finished)."""
         return read_history_file(self.path / HISTORY_FILE)
 
+    def history_problem(self) -> str | None:
+        """What is wrong with history.csv (``None``: whole, or absent before the first epoch): in a completed run,
+        checked against the digest and the epoch count its summary recorded."""
+        from cifarlib import integrity
+
+        path = self.path / HISTORY_FILE
+        summary = self.read_json(SUMMARY_FILE) if self.completed else None
+        if summary is None:
+            return integrity.history_problem(path) if path.is_file() else None
+        digest = summary.get(integrity.SUMMARY_DIGESTS[HISTORY_FILE])
+        epochs = summary.get("epochs_run")
+        problem = integrity.digest_problem(path, digest)
+        if problem and digest is not None and path.is_file():
+            # Say what is wrong where the format shows it; a changed value shows only in the digest.
+            problem = integrity.history_problem(path, epochs) or problem
+        elif problem is None and isinstance(epochs, int):
+            problem = integrity.history_problem(path, epochs)
+        return problem
+
+    def warn_if_history_damaged(self) -> bool:
+        """Log one line naming the run when its history.csv is damaged; returns whether it is."""
+        problem = self.history_problem()
+        if problem:
+            log.warning(
+                "run %s: %s is damaged (%s); its curves are left out", self.run_id, HISTORY_FILE, problem
+            )
+        return problem is not None
+
     def epochs_saved(self) -> int:
         """Finished epochs a resume continues after: the backup's count (the one record of how far the run
         got; history.csv may be one epoch behind it after a kill), else the history's."""

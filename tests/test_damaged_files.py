@@ -127,3 +127,55 @@ def test_a_completed_run_with_a_damaged_model_is_not_reported_complete(tmp_path)
         train(config, tmp_path / "ws", run_id="u", verbose=0)
     train(config, tmp_path / "ws", run_id="u", verbose=0, retrain=True)
     keras.saving.load_model(best)
+
+
+@pytest.fixture(scope="module")
+def two_finished_runs(tmp_path_factory):
+    """A workspace with two finished runs, "damaged" and "whole" (copied by each test that damages it)."""
+    folder = tmp_path_factory.mktemp("finished")
+    config = RunConfig(epochs=3, **TINY)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIFARLIB_STAGING", str(folder / "staging"))
+        train(config, folder / "ws", run_id="damaged", verbose=0)
+        train(config.replace(seed=1), folder / "ws", run_id="whole", verbose=0)
+    return folder / "ws"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: "\n".join(text.splitlines()[:2]) + "\n",  # rows lost
+        lambda text: text.replace(text.splitlines()[1].split(",")[1], "0.5", 1),  # a value changed
+        lambda text: text.rstrip("\n").rsplit(",", 1)[0] + ",\n",  # the last row cut short
+    ],
+    ids=["rows-lost", "value-changed", "row-cut"],
+)
+def test_a_damaged_history_in_a_finished_run_is_named_and_the_other_runs_are_drawn(
+    tmp_path, two_finished_runs, damage, caplog
+):
+    from cifarlib.results import plot_curves, runs_table
+    from cifarlib.runs import evaluate_run
+
+    workspace = tmp_path / "ws"
+    shutil.copytree(two_finished_runs, workspace)
+    history = workspace / "runs" / "damaged" / "history.csv"
+    history.write_text(damage(history.read_text()))
+    with caplog.at_level("WARNING"):
+        table = runs_table(workspace)
+    warnings = [r.getMessage() for r in caplog.records if "history.csv is damaged" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("run damaged:")
+    figure = plot_curves(workspace, table)
+    assert len(figure.axes[0].lines) == 2  # the whole run's training and validation loss only
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        evaluate_run("damaged", workspace, split="validation")
+    assert any("run damaged: history.csv is damaged" in r.getMessage() for r in caplog.records)
+
+
+def test_a_whole_history_raises_no_warning(tmp_path, two_finished_runs, caplog):
+    from cifarlib.results import plot_curves, runs_table
+
+    with caplog.at_level("WARNING"):
+        table = runs_table(two_finished_runs)
+    assert not [r for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(plot_curves(two_finished_runs, table).axes[0].lines) == 4
