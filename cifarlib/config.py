@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from cifarlib.data import IMAGE_SHAPE, absolute_source
+from cifarlib.data import IMAGE_SHAPE, MAX_SYNTHETIC_IMAGES, absolute_source
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import translate_problem
 
@@ -34,6 +34,11 @@ STEMS = ("none", "whiten")  # what comes between the input normalisation and the
 FLIPS = ("random", "alternate")  # how training flips images (with crops, when crop_padding > 0)
 ACTIVATIONS = ("relu", "gelu")
 DEFAULT_PRESET = "tuned"
+# Upper bounds that no meant setting reaches: 100 times the reference's 100-epoch budget, and a batch no larger
+# than the largest data set cifarlib loads (data.MAX_SYNTHETIC_IMAGES; train refuses one larger than the actual
+# training split). Past them a typo would fail deep inside TensorFlow, after the run folder was made.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = MAX_SYNTHETIC_IMAGES
 # A cosine warm-up never takes more than this share of the epoch budget, so a preset's warm-up fits any budget
 # of at least one epoch (a 1-epoch run of the tuned recipe warms up over half an epoch, then decays).
 MAX_WARMUP_SHARE = 0.5
@@ -598,10 +603,12 @@ def _plan_text(plan) -> str:
 
 
 def _problems(config: RunConfig):
-    def positive_int(name):
+    def positive_int(name, maximum: int | None = None):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             yield f"{name} must be a positive integer, got {value!r}"
+        elif maximum is not None and value > maximum:
+            yield f"{name} must be at most {maximum:,}, got {value:,}"
 
     # Every float setting must be a finite number: inf and nan pass most comparisons, and nan would be
     # written into config.json as NaN, which is not JSON.
@@ -626,8 +633,8 @@ def _problems(config: RunConfig):
     if "width" not in not_finite and config.width <= 0:
         yield f"width must be a positive number, got {config.width!r}"
     yield from _architecture_problems(config)
-    yield from positive_int("batch_size")
-    yield from positive_int("epochs")
+    yield from positive_int("batch_size", MAX_BATCH_SIZE)
+    yield from positive_int("epochs", MAX_EPOCHS)
     if config.optimizer not in OPTIMIZERS:
         yield f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}"
     if config.schedule not in SCHEDULES:

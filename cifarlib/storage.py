@@ -474,6 +474,11 @@ class RunLock:
             raise WorkspaceError(
                 f"cannot create run folder {self.run.path} ({error.strerror or error})"
             ) from error
+        if self.path.is_dir():
+            raise WorkspaceError(
+                f"{self.path}: a folder where the run's lock file belongs; remove it (cifarlib never makes one) "
+                "and run again"
+            )
         # Two tries: the second follows breaking a stale lock.
         for _ in range(2):
             record = _owner_record()
@@ -484,8 +489,11 @@ class RunLock:
                 reason = self._stale_reason(holder)
                 if reason is None:
                     raise RunLockedError(self._held_message(holder)) from None
-                log.warning("Run %s: breaking a stale lock (%s).", self.run.run_id, reason)
-                self._break(holder)
+                try:
+                    self._break(holder)
+                except OSError as error:
+                    raise _workspace_error(self.path, error) from error
+                log.warning("Run %s: broke a stale lock (%s).", self.run.run_id, reason)
                 continue
             except OSError as error:
                 raise _workspace_error(self.path, error) from error

@@ -428,3 +428,62 @@ def test_training_drops_the_last_partial_batch_and_refuses_a_batch_above_the_spl
     with pytest.raises(RunConfigError, match="batch_size: 256 is larger than the training split"):
         train(config.replace(batch_size=256), tmp_path / "ws", run_id="big", verbose=0)
     assert not (tmp_path / "ws" / "runs" / "big").exists()
+
+
+def test_a_stale_lock_on_a_read_only_workspace_is_one_line(mounted_workspace, caplog):
+    root, make_read_only = mounted_workspace
+    run = storage.RunFolder(root / "runs" / "ro")
+    run.path.mkdir(parents=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = {**storage._owner_record(), "pid": int(finished.stdout), "process_start": None}
+    (run.path / storage.LOCK_FILE).write_text(json.dumps(dead))
+    make_read_only()
+    with caplog.at_level("WARNING"), pytest.raises(WorkspaceError) as error:
+        run.lock().acquire()
+    message = str(error.value)
+    assert str(run.path / storage.LOCK_FILE) in message and "Read-only file system" in message
+    assert "\n" not in message
+    # No "broke a stale lock" line before the error: the lock is still there.
+    assert not [r for r in caplog.records if "stale lock" in r.getMessage()]
+    assert json.loads((run.path / storage.LOCK_FILE).read_text())["pid"] == dead["pid"]
+
+
+def test_a_lock_that_is_a_folder_is_one_line(tmp_path):
+    run = storage.RunFolder(tmp_path / "runs" / "folder")
+    (run.path / storage.LOCK_FILE).mkdir(parents=True)
+    with pytest.raises(
+        WorkspaceError, match=r"\.lock: a folder where the run's lock file belongs; remove it"
+    ):
+        run.lock().acquire()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--epochs", "100000000000000000000", "epochs must be at most 10,000"),
+        ("--batch-size", "9223372036854775808", "batch_size must be at most 1,000,000"),
+        ("--batch-size", "2000", "batch_size: 2000 is larger than the training split (900 images)"),
+    ],
+)
+def test_settings_beyond_their_bounds_are_one_line_and_make_no_run_folder(tmp_path, flag, value, expected):
+    workspace = tmp_path / "ws"
+    done = cli(
+        "train",
+        "--data",
+        "synthetic",
+        "--train-size",
+        "1000",
+        "--width",
+        "0.25",
+        flag,
+        value,
+        "--workspace",
+        str(workspace),
+    )
+    assert done.returncode in (1, 2), done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("cifarlib train: error: ") and expected in last, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
