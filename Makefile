@@ -31,9 +31,11 @@ test: install
 # The Python sources; the notebooks are generated from a template and checked by their own test.
 PY_SOURCES = cifarlib tests conftest.py scripts notebooks/build_notebooks.py
 
+# The credential scan is the pre-commit hook's command (.pre-commit-config.yaml), over every tracked file.
 lint: install
 	$(BIN)/python -m ruff format --check $(PY_SOURCES)
 	$(BIN)/python -m ruff check $(PY_SOURCES)
+	$(BIN)/python cifarlib/credentials.py $$(git ls-files)
 
 format: install
 	$(BIN)/python -m ruff format $(PY_SOURCES)
