@@ -205,7 +205,6 @@ class RunPublisher(keras.callbacks.Callback):
             self._best_mtime = best.stat().st_mtime_ns
 
     def _publish_backup(self):
-
         backup = self.staging / storage.BACKUP_DIR
         if not backup.is_dir():
             return
@@ -223,7 +222,6 @@ class RunPublisher(keras.callbacks.Callback):
         storage.atomic_replace_tree(backup, self.run.file(storage.BACKUP_DIR))
 
     def _publish_history(self):
-
         path = self.run.file(storage.HISTORY_FILE)
         if not self.rows:
             # No epoch finished: no history (a file left by a killed first attempt would describe nothing).
@@ -247,16 +245,8 @@ def history_csv(rows: list[dict]) -> str:
 
 
 def _read_json(path: Path) -> dict:
-    """A backup's JSON file, or ``{}`` where it is absent; a damaged one is named, never read as empty."""
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as error:
-        raise WorkspaceError(f"{path}: damaged, not valid JSON ({error})") from error
-    if not isinstance(value, dict):
-        raise WorkspaceError(f"{path}: damaged, expected a JSON object")
-    return value
+    """A backup's JSON file, or ``{}`` where it is absent; a damaged one raises, never read as empty."""
+    return storage.read_json_file(path) or {}
 
 
 def _plain(value):

@@ -212,7 +212,7 @@ def safe_extract(archive_path: str | os.PathLike, target: str | os.PathLike) -> 
             members = archive.getmembers()
             unpacked = sum(member.size for member in members)
             if unpacked > MAX_UNPACKED_BYTES:
-                raise DataError(_too_large(archive_path, unpacked))
+                raise DataError(_too_large(archive_path, unpacked, MAX_UNPACKED_BYTES))
             for member in members:
                 # filter="data" would strip a leading "/" and extract the member anyway; an archive that
                 # names absolute paths is not a dataset archive, so it is refused.
@@ -263,20 +263,20 @@ def check_compressed_stream(archive_path: str | os.PathLike, limit: int | None =
     if opener is None:  # not compressed: tarfile reads every byte it extracts, and the file's size bounds it
         size = path.stat().st_size
         if size > limit:
-            raise DataError(_too_large(path, size))
+            raise DataError(_too_large(path, size, limit))
         return size
     unpacked = 0
     with opener(path, "rb") as stream:
         while chunk := stream.read(2**20):
             unpacked += len(chunk)
             if unpacked > limit:
-                raise DataError(_too_large(path, unpacked))
+                raise DataError(_too_large(path, unpacked, limit))
     return unpacked
 
 
-def _too_large(path: Path, size: int) -> str:
+def _too_large(path: Path, size: int, limit: int) -> str:
     return (
-        f"{path}: refused, it unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB (at least {size / 2**20:,.0f}"
+        f"{path}: refused, it unpacks to more than {limit // 2**20} MiB (at least {size / 2**20:,.0f}"
         " MiB), more than any CIFAR-10 archive holds"
     )
 

@@ -4,11 +4,12 @@ Under the TensorFlow backend the arrays become a ``tf.data`` pipeline: shuffled 
 epoch), batched, labels one-hot where label smoothing needs it, and prefetched so the next batch is ready
 while the accelerator works. Under JAX or PyTorch, where TensorFlow may be absent, the uint8 NumPy arrays go
 to ``model.fit`` as they are and Keras batches and shuffles them, or, for training batches that must all be
-full, a ``keras.utils.PyDataset`` does (Keras's own array batching always ends on the partial batch).
+full, a ``keras.utils.PyDataset`` does (Keras's own array batching always ends on the partial batch). Either
+way the conversion to floats (and the augmentation) happens per batch inside the model, so no float copy of the
+dataset is ever made.
 
 Training drops the last partial batch (``drop_remainder``): with 45,000 images in batches of 64, every epoch
-would otherwise end on an 8-image batch whose BatchNormalization statistics are far noisier than the rest. Either way the conversion to floats (and the
-augmentation) happens per batch inside the model, so no float copy of the dataset is ever made.
+would otherwise end on an 8-image batch whose BatchNormalization statistics are far noisier than the rest.
 """
 
 from __future__ import annotations

@@ -112,28 +112,14 @@ class RunFolder:
 
     def summary_problem(self) -> str | None:
         """What is wrong with an existing summary.json (``None``: it is whole, or there is none)."""
+        from cifarlib import integrity
+
         path = self.path / SUMMARY_FILE
-        try:
-            values = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as error:
-            return f"not valid JSON ({error})"
-        return None if isinstance(values, dict) else f"expected a JSON object, got {type(values).__name__}"
+        return integrity.structure_problem(path) if path.exists() else None
 
     def read_json(self, name: str) -> dict | None:
-        """A JSON object file of the run, or ``None`` where it is absent; a corrupt one (not JSON, or JSON but
-        not an object) raises ``WorkspaceError`` naming the file."""
-        path = self.path / name
-        try:
-            values = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise WorkspaceError(f"{path}: not valid JSON ({error})") from error
-        if not isinstance(values, dict):
-            raise WorkspaceError(f"{path}: expected a JSON object, got {type(values).__name__}")
-        return values
+        """A JSON object file of the run (see ``read_json_file``)."""
+        return read_json_file(self.path / name)
 
     def read_history(self):
         """history.csv as a DataFrame (empty where no epoch finished)."""
@@ -145,7 +131,10 @@ class RunFolder:
         from cifarlib import integrity
 
         path = self.path / HISTORY_FILE
-        summary = self.read_json(SUMMARY_FILE) if self.completed else None
+        try:
+            summary = self.read_json(SUMMARY_FILE)
+        except WorkspaceError:  # a damaged summary: the run is not complete
+            summary = None
         if summary is None:
             return integrity.history_problem(path) if path.is_file() else None
         digest = summary.get(integrity.SUMMARY_DIGESTS[HISTORY_FILE])
@@ -392,6 +381,20 @@ def _workspace_error(path: Path, error: OSError) -> WorkspaceError:
     return WorkspaceError(
         f"cannot write {path} ({reason}); is the Drive still mounted and is there space left?"
     )
+
+
+def read_json_file(path: Path) -> dict | None:
+    """A JSON object file, or ``None`` where it is absent; a damaged one (not JSON, or JSON but not an object)
+    raises ``WorkspaceError`` naming the file, so it is never read as empty."""
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WorkspaceError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(values, dict):
+        raise WorkspaceError(f"{path}: expected a JSON object, got {type(values).__name__}")
+    return values
 
 
 def read_history_file(path: Path):

@@ -221,28 +221,9 @@ def _fit(workspace, run, config, plan, splits, lock, verbose, callbacks) -> RunR
         staging = _prepare_staging(workspace, run)
         stock, stateful = _stock_callbacks(config, staging, plan, network, context.steps_per_epoch)
         publisher = RunPublisher(run, staging, stateful, lock)
-        one_hot = config.label_smoothing > 0
-        train_inputs = make_inputs(
-            x_train,
-            y_train,
-            batch_size=context.global_batch,
-            shuffle=True,
-            seed=config.seed,
-            one_hot=one_hot,
-            drop_remainder=True,
-        )
-        val_inputs = (
-            make_inputs(
-                x_val,
-                y_val,
-                batch_size=context.global_batch,
-                shuffle=False,
-                seed=config.seed,
-                one_hot=one_hot,
-            )
-            if len(x_val)
-            else None
-        )
+        batching = dict(batch_size=context.global_batch, seed=config.seed, one_hot=config.label_smoothing > 0)
+        train_inputs = make_inputs(x_train, y_train, shuffle=True, drop_remainder=True, **batching)
+        val_inputs = make_inputs(x_val, y_val, shuffle=False, **batching) if len(x_val) else None
 
         started = time.perf_counter()
         model.fit(
