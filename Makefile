@@ -29,7 +29,7 @@ test: install
 	$(BIN)/python -m pytest
 
 # The Python sources; the notebooks are generated from a template and checked by their own test.
-PY_SOURCES = cifarlib tests conftest.py scripts notebooks/build_notebooks.py
+PY_SOURCES = cifarlib tests conftest.py scripts notebooks/build
 
 # The credential scan is the pre-commit hook's command (.pre-commit-config.yaml), over every tracked file.
 lint: install
@@ -40,9 +40,9 @@ lint: install
 format: install
 	$(BIN)/python -m ruff format $(PY_SOURCES)
 
-# `make notebooks`: rewrite the five notebooks from their template (notebooks/build_notebooks.py).
+# `make notebooks`: rewrite the five notebooks from their template (notebooks/build/build_notebooks.py).
 notebooks: install
-	$(BIN)/python notebooks/build_notebooks.py
+	$(BIN)/python notebooks/build/build_notebooks.py
 
 train: install
 	$(BIN)/python -m cifarlib train $(PRESET_FLAG) --data $(DATA) --fallback-synthetic \

@@ -1,7 +1,7 @@
 """The command line, ``python -m cifarlib``: the same functions the notebooks call.
 
-Subcommands: ``train``, ``config``, ``runs``, ``evaluate``, ``report``, ``plots``, ``sweep``, ``bench`` and
-``bench-accuracy``. Every ``RunConfig`` field is a ``train`` flag, with its help text from ``RunConfig``; a flag left
+Subcommands: ``train``, ``config``, ``runs``, ``evaluate``, ``predict``, ``report``, ``plots``, ``notebooks``,
+``sweep``, ``bench`` and ``bench-accuracy``. Every ``RunConfig`` field is a ``train`` flag, with its help text from ``RunConfig``; a flag left
 unset takes the chosen preset's value, and ``config`` prints the resolved settings. Other defaults are read from
 the signatures of the functions the commands call, never restated here. Errors print one line to stderr and exit
 with status 1 (2 for wrong usage).
@@ -14,15 +14,35 @@ import dataclasses
 import inspect
 import json
 import logging
+import os
 import sys
 import typing
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (the rest of the command line's errors are one line too)."""
+    """argparse with one-line usage errors (the rest of the command line's errors are one line too), and no
+    abbreviated flags: ``--epoch`` is a mistake to point out, not a shorthand for ``--epochs``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def refuse_unknown(self, unknown: list[str]):
+        """Exit with one line naming the first unknown argument and the nearest flag of this command."""
+        import difflib
+
+        word = unknown[0]
+        flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+        nearest = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+        hint = f"; did you mean {nearest[0]}?" if nearest else ""
+        self.error(f"unrecognized argument {word}{hint}")
+
+
+# The settings a newcomer sets first; `train --help` lists them (with --workspace and --run-id) before the rest.
+COMMON_SETTINGS = ("preset", "data", "epochs", "batch_size", "train_size", "width", "seed")
 
 
 # The default of every RunConfig flag: a flag left out keeps the preset's value, while `--pool-after none` or
@@ -30,12 +50,23 @@ class _Parser(argparse.ArgumentParser):
 _UNSET = argparse.SUPPRESS
 
 
-def _run_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field; unset flags keep the chosen preset's value."""
-    from cifarlib.config import DEFAULT_PRESET, RunConfig, setting_types
+def _run_config_flags(parser: argparse.ArgumentParser, common) -> None:
+    """One flag per RunConfig field; unset flags keep the chosen preset's value.
+
+    ``COMMON_SETTINGS`` go into the argument group ``common``; the recipe's other settings and the device's
+    follow in groups of their own.
+    """
+    from cifarlib.config import DEFAULT_PRESET, DEVICE_FIELDS, RunConfig, setting_types
 
     hints = setting_types()
-    for field in dataclasses.fields(RunConfig):
+    recipe = parser.add_argument_group("the rest of the recipe (default: the preset's)")
+    device = parser.add_argument_group("how to use the machine (not part of the run id)")
+    fields = sorted(
+        dataclasses.fields(RunConfig),
+        key=lambda f: COMMON_SETTINGS.index(f.name) if f.name in COMMON_SETTINGS else len(COMMON_SETTINGS),
+    )
+    for field in fields:
+        group = common if field.name in COMMON_SETTINGS else device if field.name in DEVICE_FIELDS else recipe
         flag = "--" + field.name.replace("_", "-")
         default = _shown(field.default)
         if field.metadata.get("recipe"):
@@ -43,11 +74,11 @@ def _run_config_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"{field.metadata.get('help', '')} (default: {default})"
         kind = hints[field.name]
         if kind is bool:
-            parser.add_argument(
+            group.add_argument(
                 flag, dest=field.name, action=argparse.BooleanOptionalAction, default=_UNSET, help=help_text
             )
             continue
-        parser.add_argument(
+        group.add_argument(
             flag, dest=field.name, type=_parser_for(field.name, kind), default=_UNSET, help=help_text
         )
 
@@ -114,55 +145,86 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     ``sweep``, ``bench`` and ``bench-accuracy`` read their defaults from the functions they call, whose modules
     import pandas, Keras and TensorFlow; ``only`` keeps that cost off ``--help`` and the other commands.
     """
+    from cifarlib import __version__
     from cifarlib.config import DEFAULT_PRESET, EVALUATION_SPLITS, PRESETS
 
     parser = _Parser(
         prog="python -m cifarlib",
-        description="The command line of cifarlib: the same functions the notebooks call.",
+        description="The command line of cifarlib (also installed as the `cifarlib` command): the same "
+        "functions the notebooks call.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO level)")
+    parser.add_argument("--version", action="version", version=f"cifarlib {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
         "train",
         help="train (or resume) a run",
+        usage="%(prog)s [--preset NAME] [--data SOURCE] [--epochs N] [--batch-size N] [other options]",
         description=(
             f"Train, or resume, one run. --preset picks the recipe ({', '.join(sorted(PRESETS))}; default "
             f"{DEFAULT_PRESET}); every other setting defaults to that preset's value. "
             "`python -m cifarlib config --preset NAME` prints a preset's full settings."
         ),
     )
-    train.add_argument(
+    common = train.add_argument_group("what most runs set")
+    _run_config_flags(train, common)
+    common.add_argument(
         "--workspace",
         help="workspace folder (default: Drive in Colab, else $CIFARLIB_HOME or ~/cifarlib-workspace)",
     )
-    train.add_argument(
+    common.add_argument(
         "--run-id",
         help="names the run; an unfinished run of that id is resumed (default: derived from the settings, so the "
         "same command resumes its unfinished run)",
     )
-    train.add_argument(
+    control = train.add_argument_group("starting over, and data without a network")
+    control.add_argument(
         "--retrain",
         action="store_true",
         help="train a completed run again from scratch (an unfinished run is resumed)",
     )
-    train.add_argument(
+    control.add_argument(
         "--fallback-synthetic",
         action="store_true",
         help="with --data keras: if CIFAR-10 cannot be downloaded, say so and train on synthetic data",
     )
-    _run_config_flags(train)
 
     config = commands.add_parser(
         "config",
         help="print the resolved settings of a preset (with any flags applied) as JSON",
+        usage="%(prog)s [--preset NAME] [any train setting]",
         description="Print the settings `train` would use with the same flags, as JSON.",
     )
-    _run_config_flags(config)
+    _run_config_flags(config, config.add_argument_group("what most runs set"))
 
     runs = commands.add_parser("runs", help="table of the runs in a workspace")
     runs.add_argument("--workspace", help="workspace folder")
     runs.add_argument("--sweep", help="only the runs of this sweep")
+    runs.add_argument(
+        "--wide", action="store_true", help="every column (default: those that fit 100 columns)"
+    )
+
+    predict = commands.add_parser(
+        "predict",
+        help="the class a trained run gives each image file",
+        description="Print the class and its probability that a run's best.keras gives each image (PNG or JPEG; "
+        "other sizes are resized to 32x32), with the run's own test-time augmentation.",
+    )
+    predict.add_argument("run_id", metavar="RUN_ID", help="the trained run")
+    predict.add_argument(
+        "images", metavar="IMAGE_OR_FOLDER", nargs="+", help="image files, or folders of them"
+    )
+    predict.add_argument("--workspace", help="workspace folder")
+
+    notebooks = commands.add_parser(
+        "notebooks",
+        help="copy the five notebooks into a folder",
+        description="Copy the five notebooks that ship with cifarlib into DIR (made if missing). A notebook "
+        "already there with other contents is left alone unless --overwrite is given.",
+    )
+    notebooks.add_argument("folder", metavar="DIR", help="where the notebooks go")
+    notebooks.add_argument("--overwrite", action="store_true", help="replace notebooks of the same name")
 
     evaluate = commands.add_parser("evaluate", help="reload a run's best.keras and score it on the test set")
     evaluate.add_argument("run_id", metavar="RUN_ID", help="the run to evaluate")
@@ -191,7 +253,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     plots = commands.add_parser("plots", help="write 04_results' plots as PNG files")
     plots.add_argument("--workspace", help="workspace folder")
-    plots.add_argument("--sweep", help="compare only this sweep's runs (plots go to its folder)")
+    plots.add_argument(
+        "--sweep",
+        help="compare only this sweep's runs, plots in its folder (default: the newest sweep, if any)",
+    )
+    plots.add_argument("--all-runs", action="store_true", help="compare every run, not one sweep's")
     plots.add_argument(
         "--run-id", help="run for the confusion matrix and gallery (default: newest completed)"
     )
@@ -287,7 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     named = [word for word in argv if word in COMMANDS]
     parser = build_parser(only=named[0] if named else "")
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # The command's own parser knows its flags, so it names the nearest and its own --help.
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].refuse_unknown(unknown)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
@@ -295,15 +365,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args) or 0
+    except BrokenPipeError:
+        # The reader went away (`runs | head`): stop quietly, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CifarlibError, ValueError, OSError) as error:
         print(f"cifarlib {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(
-            f"cifarlib {args.command}: interrupted; run the same command again to resume the unfinished run",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt as interrupt:
+        print(f"cifarlib {args.command}: interrupted{_resume_advice(interrupt)}", file=sys.stderr)
         return 130
+
+
+def _resume_advice(interrupt: KeyboardInterrupt) -> str:
+    """What to do after Ctrl-C: resume, where a run or sweep had started (``RunInterrupted`` says which)."""
+    run_id = getattr(interrupt, "run_id", None)
+    if run_id is None:
+        return ""
+    return f"; run the same command again to resume run {run_id} from its last saved epoch"
 
 
 def _config_from_flags(args):
@@ -358,16 +437,34 @@ def _keras_or_synthetic() -> str:
 def _runs(args) -> int:
     from cifarlib import storage
     from cifarlib.errors import MissingWorkspaceError
-    from cifarlib.results import describe_runs, no_runs_message, runs_table
+    from cifarlib.results import format_runs_table, no_runs_message, runs_table
 
     try:
         workspace = storage.as_workspace(args.workspace, create=False)
     except MissingWorkspaceError as error:
         # A fresh machine, or a mistyped folder: nothing to list, and the sentence names where it looked.
-        print(no_runs_message(error.workspace, sweep=args.sweep))
+        print(no_runs_message(error.workspace, sweep=args.sweep) + _local_workspace_hint(args))
         return 0
-    print(describe_runs(runs_table(workspace, sweep=args.sweep), workspace, sweep=args.sweep))
+    table = runs_table(workspace, sweep=args.sweep)
+    if table.empty:
+        print(no_runs_message(workspace, sweep=args.sweep) + _local_workspace_hint(args))
+    else:
+        print(format_runs_table(table, wide=args.wide))
     return 0
+
+
+# Where `make train` and `bench-accuracy` put their runs, relative to the folder they run in.
+LOCAL_WORKSPACE = "workspace"
+
+
+def _local_workspace_hint(args) -> str:
+    """Where the default workspace has no runs but ``./workspace`` has: a sentence naming the flag to use."""
+    from pathlib import Path
+
+    local = Path(LOCAL_WORKSPACE) / "runs"
+    if args.workspace is not None or not local.is_dir() or not any(local.iterdir()):
+        return ""
+    return f"\n{local} has runs (from `make train` or bench-accuracy): add --workspace {LOCAL_WORKSPACE}"
 
 
 def _evaluate(args) -> int:
@@ -392,9 +489,42 @@ def _evaluate(args) -> int:
 
 
 def _plots(args) -> int:
+    from cifarlib.errors import WorkspaceError
     from cifarlib.results import write_plots
 
-    for path in write_plots(args.workspace, sweep=args.sweep, run_id=args.run_id, data=args.data):
+    try:
+        write_plots(
+            args.workspace,
+            sweep=args.sweep,
+            all_runs=args.all_runs,
+            run_id=args.run_id,
+            data=args.data,
+            # Each path as it is written, so what was done is listed even when a later plot fails.
+            written=lambda path: print(path, flush=True),
+        )
+    except WorkspaceError as error:
+        hint = _local_workspace_hint(args).strip()
+        if hint:
+            raise WorkspaceError(f"{error}; {hint}") from error
+        raise
+    return 0
+
+
+def _predict(args) -> int:
+    from cifarlib.formatting import format_accuracy
+    from cifarlib.runs import predict_files
+
+    table = predict_files(args.run_id, args.images, args.workspace)
+    for row in table.itertuples(index=False):
+        note = f" ({row.note})" if row.note else ""
+        print(f"{row.file}: {row.predicted_class} {format_accuracy(row.probability)}{note}")
+    return 0
+
+
+def _notebooks(args) -> int:
+    from cifarlib.project import copy_notebooks
+
+    for path in copy_notebooks(args.folder, overwrite=args.overwrite):
         print(path)
     return 0
 
@@ -490,6 +620,8 @@ COMMANDS = {
     "evaluate": _evaluate,
     "report": _report,
     "plots": _plots,
+    "predict": _predict,
+    "notebooks": _notebooks,
     "sweep": _sweep,
     "bench": _bench,
     "bench-accuracy": _bench_accuracy,

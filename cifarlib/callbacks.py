@@ -35,7 +35,7 @@ import keras
 
 from cifarlib import integrity, storage
 from cifarlib.errors import RunLockedError, WorkspaceError
-from cifarlib.formatting import describe_epoch
+from cifarlib.formatting import FIRST_OF_START, SAID_APART, describe_epoch, format_duration
 
 CALLBACK_STATE_FILE = "cifarlib_callbacks.json"
 # Attributes that carry a stateful Keras callback's memory from one epoch to the next.
@@ -43,11 +43,16 @@ STATE_ATTRIBUTES = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_cou
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds ``seconds`` (wall time of the epoch, validation included) and ``learning_rate`` to each epoch's logs.
+    """Adds ``seconds`` (wall time of the epoch, validation included), ``learning_rate`` and
+    ``first_epoch_of_start`` (1 for the first epoch of this ``fit``, which includes compilation; see
+    ``cifarlib.timings``) to each epoch's logs.
 
     Keras logs the learning rate itself only when it is a plain number; under a schedule this callback logs
     the schedule's rate at the end of the epoch.
     """
+
+    def on_train_begin(self, logs=None):
+        self._first = True
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -56,6 +61,8 @@ class EpochTimer(keras.callbacks.Callback):
         if logs is None:
             return
         logs["seconds"] = time.perf_counter() - self._started
+        logs[FIRST_OF_START] = 1.0 if getattr(self, "_first", True) else 0.0
+        self._first = False
         if "learning_rate" not in logs:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
@@ -68,17 +75,29 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
     the logs for ``history.csv``; Keras would print them as if they were metrics, so they are said apart here.
     """
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._epochs_this_start = 0
+
     def on_epoch_begin(self, epoch, logs=None):
         # Keras's "Epoch 1/10" header is left out: the epoch's line names the epoch.
         self._reset_progbar()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.verbose == 1:
-            super().on_train_batch_end(batch, {k: v for k, v in (logs or {}).items() if "accuracy" not in k})
+            super().on_train_batch_end(batch, {k: v for k, v in (logs or {}).items() if k not in SAID_APART})
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         line = describe_epoch(epoch + 1, self.epochs, logs)
+        self._epochs_this_start = getattr(self, "_epochs_this_start", 0) + 1
+        left = self.epochs - (epoch + 1)
+        if self._epochs_this_start == 2 and left > 0 and "seconds" in logs:
+            # The second epoch of a start is the first without compilation: the first honest speed.
+            line += (
+                f"\nat {logs['seconds']:.1f} s per epoch, the {left} epoch{'s' if left > 1 else ''} left take "
+                f"about {format_duration(left * logs['seconds'])}"
+            )
         if self.verbose == 1 and self.progbar is not None:
             # The bar is redrawn in place ("\r"); the epoch's line overwrites it rather than following its last
             # state, which would say the same again.

@@ -34,6 +34,10 @@ STEMS = ("none", "whiten")  # what comes between the input normalisation and the
 FLIPS = ("random", "alternate")  # how training flips images (with crops, when crop_padding > 0)
 ACTIVATIONS = ("relu", "gelu")
 DEFAULT_PRESET = "tuned"
+# Settings that say how to run on this machine, not what to train: a run resumed on another device (a new Colab
+# runtime after a disconnect) is the same run, so they are left out of its default id, of the check that an
+# existing run holds the same settings, and of what sets runs apart when results are compared.
+DEVICE_FIELDS = ("precision", "jit_compile", "distribute")
 # Upper bounds that no meant setting reaches: 100 times the reference's 100-epoch budget, and a batch no larger
 # than the largest data set cifarlib loads (data.MAX_SYNTHETIC_IMAGES; train refuses one larger than the actual
 # training split). Past them a typo would fail deep inside TensorFlow, after the run folder was made.

@@ -611,9 +611,58 @@ def _read_image_folder(root: Path) -> tuple[Split, Split]:
     return train, test
 
 
-def _read_split(folder: Path) -> Split:
+def read_image(file: Path, *, resize: bool = False) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """One image file as a (32, 32, 3) uint8 array, and its (width, height) where it was resized (else None).
+
+    An image of another size raises ``DataError``, unless ``resize`` (used to classify a user's own pictures),
+    which scales the whole picture to 32x32 pixels.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    resized = None
+    try:
+        with Image.open(file) as image:
+            # The header's size is checked before any pixel is decoded, so a huge image costs nothing.
+            width, height = image.size
+            if (height, width) != IMAGE_SHAPE[:2]:
+                if not resize:
+                    raise DataError(f"{file}: image of shape ({height}, {width}, 3), expected {IMAGE_SHAPE}")
+                resized = (width, height)
+                image = image.convert("RGB").resize(IMAGE_SHAPE[1::-1], Image.Resampling.BOX)
+            array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except DataError:
+        raise  # already names the file (DataError is a ValueError too)
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{file}: refused, the image claims too many pixels ({error})") from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        # Pillow raises ValueError for a text chunk that inflates past its limit, and SyntaxError for some
+        # broken PNG chunks.
+        raise DataError(f"{file}: not a readable image ({error})") from error
+    if array.shape != IMAGE_SHAPE:
+        raise DataError(f"{file}: image of shape {array.shape}, expected {IMAGE_SHAPE}")
+    return array, resized
+
+
+def image_files(paths) -> list[Path]:
+    """The PNG and JPEG files among ``paths``: files as given, folders searched (sorted, subfolders included).
+
+    A path that does not exist, or a folder without images, raises ``DataError`` naming it.
+    """
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise DataError(f"{path}: no png or jpg images in this folder")
+            found += inside
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DataError(f"{path}: no such image file or folder")
+    return found
+
+
+def _read_split(folder: Path) -> Split:
     if not folder.is_dir():
         raise DataError(f"{folder}: missing folder (expected {folder.name}/<class>/ with png or jpg images)")
     class_folders = sorted(p for p in folder.iterdir() if p.is_dir())
@@ -631,24 +680,7 @@ def _read_split(folder: Path) -> Split:
             raise DataError(f"{class_folder}: empty class folder (expected png or jpg images)")
         label = CLASS_NAMES.index(class_folder.name)
         for file in files:
-            try:
-                with Image.open(file) as image:
-                    # The header's size is checked before any pixel is decoded, so a huge image costs nothing.
-                    width, height = image.size
-                    if (height, width) != IMAGE_SHAPE[:2]:
-                        raise DataError(
-                            f"{file}: image of shape ({height}, {width}, 3), expected {IMAGE_SHAPE}"
-                        )
-                    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-            except Image.DecompressionBombError as error:
-                raise DataError(f"{file}: refused, the image claims too many pixels ({error})") from error
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-                # Pillow raises ValueError for a text chunk that inflates past its limit, and SyntaxError for
-                # some broken PNG chunks.
-                raise DataError(f"{file}: not a readable image ({error})") from error
-            if array.shape != IMAGE_SHAPE:
-                raise DataError(f"{file}: image of shape {array.shape}, expected {IMAGE_SHAPE}")
-            images.append(array)
+            images.append(read_image(file)[0])
             labels.append(label)
     # Files are read class by class; a fixed permutation mixes the classes as in the official batches, so
     # that "the first N images" (train_size) is a fair sample rather than the first classes only.

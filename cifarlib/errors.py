@@ -37,3 +37,15 @@ class RunConfigError(CifarlibError, ValueError):
 
 class RunLockedError(WorkspaceError):
     """Another live process holds the run's lock (it is training that run now)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C while training a run that has saved epochs: ``run_id`` names the run the same command resumes.
+
+    A ``KeyboardInterrupt``, so whatever stops on Ctrl-C still stops; an interrupt before the first saved epoch
+    stays a plain one, as there is nothing to resume.
+    """
+
+    def __init__(self, run_id: str):
+        super().__init__(run_id)
+        self.run_id = run_id

@@ -12,8 +12,10 @@ import math
 
 ACCURACY_DECIMALS = 2
 ACCURACY_UNIT = "%"
+# The history column that marks the first epoch of each start of a run (see cifarlib.timings).
+FIRST_OF_START = "first_epoch_of_start"
 # What an epoch's logs hold beside its metrics (cifarlib.callbacks.EpochTimer puts them there): said apart.
-SAID_APART = ("seconds", "learning_rate")
+SAID_APART = ("seconds", "learning_rate", FIRST_OF_START)
 
 
 def format_accuracy(value: float | None, *, missing: str = "") -> str:
@@ -47,3 +49,15 @@ def describe_epoch(epoch: int, epochs: int, logs: dict) -> str:
     if "learning_rate" in logs:
         timing.append(f"learning rate {logs['learning_rate']:.3g}")
     return f"epoch {epoch}/{epochs}: {metrics}" + (f"; {', '.join(timing)}" if timing else "")
+
+
+def format_duration(seconds: float | None) -> str:
+    """``"48 s"``, ``"12 min"``, ``"2 h 05 min"``: a time to wait, to the precision anyone plans with."""
+    if seconds is None or math.isnan(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -3,7 +3,7 @@
 The notebooks live in the repository's top-level ``notebooks/`` folder and are shipped inside the package as
 ``cifarlib/notebooks`` (see ``pyproject.toml``), so an installed copy has them too. The repository's address
 is ``pyproject.toml``'s ``project.urls`` (an installed copy reads it from its metadata); the notebooks' Colab
-badges and their setup cell (``notebooks/setup_cell.py``, with ``{repository}`` where the address goes) are
+badges and their setup cell (``notebooks/build/setup_cell.py``, with ``{repository}`` where the address goes) are
 built from it, so publishing under another name is a one-line change.
 """
 
@@ -31,6 +31,37 @@ def notebooks_dir() -> Path:
     return CHECKOUT / "notebooks"
 
 
+NOTEBOOK_NAMES = ("00_gpu_check", "01_drive", "02_explore_data", "03_train", "04_results")
+
+
+def copy_notebooks(folder: str | Path, *, overwrite: bool = False) -> list[Path]:
+    """Copy the five notebooks into ``folder`` (made if missing); returns the paths written or already equal.
+
+    A file of the same name with other contents is someone's work: it is kept, and ``FileExistsError`` names
+    it, unless ``overwrite``. Nothing is written until every name has been checked.
+    """
+    import shutil
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder (the notebooks go into a folder)")
+    sources = [notebooks_dir() / f"{name}.ipynb" for name in NOTEBOOK_NAMES]
+    targets = [folder / source.name for source in sources]
+    if not overwrite:
+        changed = [t for s, t in zip(sources, targets) if t.exists() and t.read_bytes() != s.read_bytes()]
+        if changed:
+            raise FileExistsError(
+                f"{changed[0]}: a notebook of that name with other contents is already there; "
+                "use another folder, or --overwrite (overwrite=True) to replace it"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, target in zip(sources, targets):
+        temporary = target.with_name(f".{target.name}.partial")
+        shutil.copyfile(source, temporary)
+        temporary.replace(target)  # whole or not at all, even if the copy is interrupted
+    return targets
+
+
 def repository_url() -> str:
     """The repository's address, from ``pyproject.toml`` in a checkout, else from the installed metadata."""
     pyproject = CHECKOUT / "pyproject.toml"
@@ -52,8 +83,9 @@ def colab_url(notebook: str) -> str:
 
 
 def setup_cell_source() -> str:
-    """The notebooks' shared setup cell, with the repository's address filled in."""
-    template = (notebooks_dir() / SETUP_CELL).read_text()
+    """The notebooks' shared setup cell, with the repository's address filled in (in a checkout: the wheel
+    ships the notebooks built from it, not the template)."""
+    template = (CHECKOUT / "notebooks" / "build" / SETUP_CELL).read_text()
     return template.replace(REPOSITORY_PLACEHOLDER, repository_url()).rstrip("\n")
 
 

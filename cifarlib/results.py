@@ -18,6 +18,7 @@ written. Accuracy is shown in percent everywhere, through ``cifarlib.formatting`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -27,9 +28,11 @@ import numpy as np
 import pandas as pd
 
 from cifarlib import storage
+from cifarlib.config import DEVICE_FIELDS, RunConfig
 from cifarlib.data import CLASS_NAMES
-from cifarlib.errors import WorkspaceError
+from cifarlib.errors import RunConfigError, WorkspaceError
 from cifarlib.formatting import as_percent, format_accuracy
+from cifarlib.timings import epoch_timings
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +42,47 @@ TABLE_COLUMNS = [
     "preset",
     "batch_size",
     "epochs_run",
+    "epochs",
     "best_epoch",
     "best_val_accuracy",
     "test_accuracy",
     "seconds_per_epoch",
+    "startup_seconds",
     "total_seconds",
     "width",
     "data",
+    "train_size",
     "seed",
     "created",
+    "running_on",
+    "settings",
 ]
-# A batch-size comparison is only fair between runs of one recipe on one data set.
-RECIPE_COLUMNS = ["preset", "width", "data"]
-ANALYSIS_COLUMNS = ["seconds_per_epoch", "best_epoch", "total_seconds", "best_val_accuracy", "test_accuracy"]
+# What `runs` shows by default, to fit 100 columns, oldest run first (``--wide``: every column but
+# ``settings``, the start time included).
+NARROW_COLUMNS = [
+    "run_id",
+    "status",
+    "epochs_run",
+    "batch_size",
+    "best_val_accuracy",
+    "test_accuracy",
+    "seconds_per_epoch",
+    "data",
+    "running_on",
+]
+NARROW_WIDTH = 100
+RUN_CONFIG_FIELDS = frozenset(field.name for field in dataclasses.fields(RunConfig))
+# What a comparison never splits on: the setting compared, the replicate (seeds are averaged), and the settings
+# that only say how to use the machine. Every other setting splits groups.
+NOT_COMPARED = ("batch_size", "seed", *DEVICE_FIELDS)
+ANALYSIS_COLUMNS = [
+    "seconds_per_epoch",
+    "startup_seconds",
+    "best_epoch",
+    "total_seconds",
+    "best_val_accuracy",
+    "test_accuracy",
+]
 CURVES_FILE = "curves.png"
 BATCH_SIZE_FILE = "batch_size.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
@@ -70,6 +101,14 @@ def sweep_outcomes(workspace: storage.Workspace, name: str) -> dict[str, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no sweep named {name!r} in {workspace.root}")
     return json.loads(path.read_text())["runs"]
+
+
+def newest_sweep(workspace: storage.Workspace) -> str | None:
+    """The name of the sweep whose record was written last, or ``None`` where the workspace has no sweep."""
+    manifests = [path for path in workspace.sweeps_dir.glob(f"*/{SWEEP_MANIFEST}") if path.is_file()]
+    if not manifests:
+        return None
+    return max(manifests, key=lambda path: path.stat().st_mtime).parent.name
 
 
 def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None = None) -> pd.DataFrame:
@@ -105,27 +144,42 @@ def _run_row(run: storage.RunFolder) -> dict:
         "run_id": run.run_id,
         "preset": config.get("preset"),
         "batch_size": config.get("batch_size"),
+        "epochs": config.get("epochs"),
         "width": config.get("width"),
         "data": config.get("data"),
+        "train_size": config.get("train_size"),
         "seed": config.get("seed"),
         "created": config.get("created") or _written_at(run.file(storage.CONFIG_FILE)),
+        "settings": compared_settings(config),
     }
-    run.warn_if_history_damaged()
+    damaged = run.warn_if_history_damaged()
+    history = run.read_history() if not damaged else None
     if summary is not None:
-        return {
-            **row,
-            "status": "completed",
-            **{k: summary[k] for k in TABLE_COLUMNS if k in summary and k not in row and k != "status"},
-        }
-    history = run.read_history()
-    row.update(status="unfinished", epochs_run=len(history))
-    if len(history) and "val_accuracy" in history:
-        row["best_val_accuracy"] = float(history["val_accuracy"].max())
-        row["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"])
-    if len(history) and "seconds" in history:
-        row["seconds_per_epoch"] = float(history["seconds"].mean())
-        row["total_seconds"] = float(history["seconds"].sum())
+        row.update(status="completed")
+        row.update({k: summary[k] for k in TABLE_COLUMNS if k in summary and k not in row})
+    else:
+        row.update(status="unfinished", epochs_run=0 if history is None else len(history))
+        if history is not None and len(history) and "val_accuracy" in history:
+            row["best_val_accuracy"] = float(history["val_accuracy"].max())
+            row["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"])
+        holder = storage.RunLock(run).live_holder()
+        if holder is not None:
+            row.update(status="running", running_on=f"{holder.get('host')} pid {holder.get('pid')}")
+    # Timings always from the history, so runs summarised before steady-state timing read the same way.
+    if history is not None and len(history) and "seconds" in history:
+        row.update(epoch_timings(history))
     return row
+
+
+def compared_settings(config: dict) -> str:
+    """The settings of a stored ``config.json`` that change a result, except batch size and seed, as one JSON
+    string: runs compared in one group have equal strings."""
+    try:
+        settings = RunConfig.from_dict(config).to_dict()
+    except (RunConfigError, TypeError, ValueError):
+        settings = {key: value for key, value in config.items() if key in RUN_CONFIG_FIELDS}
+    kept = {key: value for key, value in settings.items() if key not in NOT_COMPARED}
+    return json.dumps(kept, sort_keys=True, default=str)
 
 
 def _written_at(path: Path) -> str | None:
@@ -136,31 +190,74 @@ def _written_at(path: Path) -> str | None:
         return None
 
 
-def format_runs_table(table: pd.DataFrame) -> str:
-    """The table as fixed-width text: accuracies in percent, times in seconds, the data source by its name."""
+def format_runs_table(table: pd.DataFrame, *, wide: bool = False) -> str:
+    """The table as fixed-width text: accuracies in percent, times in seconds, the data source by its name.
+
+    By default the columns a reader scans (``NARROW_COLUMNS``), within ``NARROW_WIDTH`` characters: a run id too
+    long for that is shortened in its middle. ``wide``: every column.
+    """
     if table.empty:
         return "no runs yet"
+    columns = [c for c in TABLE_COLUMNS if c != "settings"] if wide else list(NARROW_COLUMNS)
+    if table["running_on"].isna().all():
+        columns.remove("running_on")
     shown = _formatted(
-        table,
-        tenths=("seconds_per_epoch", "total_seconds"),
-        whole=("epochs_run", "best_epoch", "batch_size", "seed"),
+        table[columns],
+        tenths=("seconds_per_epoch", "startup_seconds", "total_seconds"),
+        whole=("epochs_run", "epochs", "best_epoch", "batch_size", "train_size", "seed"),
     )
-    shown["data"] = shown["data"].map(data_name)
-    shown["created"] = shown["created"].map(lambda t: "" if pd.isna(t) else f"{t:%Y-%m-%d %H:%M}")
-    return shown.rename(columns={"created": "started_utc"}).fillna("").to_string(index=False)
+    if "data" in shown:
+        shown["data"] = shown["data"].map(data_name)
+    if "created" in shown:
+        shown["created"] = shown["created"].map(lambda t: "" if pd.isna(t) else f"{t:%Y-%m-%d %H:%M}")
+    shown = shown.rename(columns={"created": "started_utc"}).fillna("")
+    if not wide:
+        shown = shown.rename(
+            columns={
+                "epochs_run": "epochs",
+                "batch_size": "batch",
+                "best_val_accuracy": "val_acc",
+                "test_accuracy": "test_acc",
+                "s_per_epoch": "s/epoch",
+            }
+        )
+        text = shown.to_string(index=False)
+        excess = max(len(line) for line in text.splitlines()) - NARROW_WIDTH
+        if excess > 0:
+            longest = int(shown["run_id"].str.len().max())
+            shown["run_id"] = shown["run_id"].map(lambda r: shorten(r, max(20, longest - excess)))
+    return shown.to_string(index=False)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut in its middle to ``width`` characters (ids differ at both ends: the preset and the hash)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def _formatted(frame: pd.DataFrame, *, tenths: tuple[str, ...], whole: tuple[str, ...] = ()) -> pd.DataFrame:
     """A copy of ``frame`` for printing: accuracies in percent, ``tenths`` to one decimal, ``whole`` as
-    integers (blank where missing), and the time columns under their short names."""
+    integers (blank where missing), and the time columns under their short names. Columns ``frame`` lacks are
+    skipped."""
     shown = frame.copy()
-    for column in ("best_val_accuracy", "test_accuracy"):
-        shown[column] = shown[column].map(format_accuracy)
+    for column in ("best_val_accuracy", "test_accuracy", "best_val_accuracy_spread"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else format_accuracy(v))
     for column in tenths:
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
     for column in whole:
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else str(int(v)))
-    return shown.rename(columns={"seconds_per_epoch": "s_per_epoch", "total_seconds": "total_s"})
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    return shown.rename(
+        columns={
+            "seconds_per_epoch": "s_per_epoch",
+            "startup_seconds": "startup_s",
+            "total_seconds": "total_s",
+        }
+    )
 
 
 def describe_runs(table: pd.DataFrame, workspace, *, sweep: str | None = None) -> str:
@@ -202,8 +299,30 @@ def recipe_label(preset, width=None, batch_size=None) -> str:
     return ", ".join(parts)
 
 
-def _row_label(row) -> str:
-    return recipe_label(row.get("preset"), row.get("width"), row.get("batch_size"))
+def run_labels(table: pd.DataFrame) -> dict[str, str]:
+    """A name for each run of ``table`` that tells it apart from the others: its group (``group_labels``), its
+    batch size, and its seed where the runs' seeds differ."""
+    groups = group_labels(list(table["settings"].dropna().unique())) if "settings" in table else {}
+    seeds_differ = table["seed"].nunique(dropna=False) > 1 if "seed" in table else False
+    labels = {}
+    for row in table.to_dict("records"):
+        label = groups.get(row.get("settings")) or recipe_label(row.get("preset"), row.get("width"))
+        if row.get("batch_size") is not None and not pd.isna(row.get("batch_size")):
+            label += f", batch {int(row['batch_size'])}"
+        if seeds_differ and row.get("seed") is not None and not pd.isna(row.get("seed")):
+            label += f", seed {int(row['seed'])}"
+        labels[row["run_id"]] = label
+    return labels
+
+
+def synthetic_note(table: pd.DataFrame) -> str:
+    """A warning for plot titles when runs trained on synthetic data, whose figures say nothing about CIFAR-10."""
+    if "data" not in table or table.empty:
+        return ""
+    synthetic = table["data"].map(data_name) == "synthetic"
+    if synthetic.all():
+        return " (SYNTHETIC data: says nothing about CIFAR-10)"
+    return " (some runs on SYNTHETIC data)" if synthetic.any() else ""
 
 
 # ----------------------------------------------------------------------------------------------- curves
@@ -229,6 +348,7 @@ def plot_curves(workspace, table: pd.DataFrame, *, title: str = "", save_to=None
             histories.append((row, history))
     if not histories:
         return None
+    labels = run_labels(table)
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     handles = []
     for index, (row, history) in enumerate(histories):
@@ -247,7 +367,7 @@ def plot_curves(workspace, table: pd.DataFrame, *, title: str = "", save_to=None
                     marker=marker,
                     markersize=3,
                 )
-        handles.append(Line2D([], [], color=color, label=f"{_row_label(row)} ({row['run_id']})"))
+        handles.append(Line2D([], [], color=color, label=f"{labels[row['run_id']]} ({row['run_id']})"))
     handles += [
         Line2D([], [], color="black", label="training"),
         Line2D([], [], color="black", linestyle="--", label="validation"),
@@ -270,11 +390,11 @@ def plot_curves(workspace, table: pd.DataFrame, *, title: str = "", save_to=None
     )
     if not title:
         title = (
-            f"Training curves: {_row_label(histories[0][0])}, run {histories[0][0]['run_id']}"
+            f"Training curves: {labels[histories[0][0]['run_id']]}, run {histories[0][0]['run_id']}"
             if len(histories) == 1
             else f"Training curves of {len(histories)} runs"
         )
-    figure.suptitle(title)
+    figure.suptitle(title + synthetic_note(table))
     return finish_figure(figure, save_to)
 
 
@@ -296,30 +416,90 @@ def curves_section(workspace, table: pd.DataFrame, folder: Path, *, sweep: str |
 
 
 def batch_size_analysis(table: pd.DataFrame) -> pd.DataFrame:
-    """Completed runs by recipe (preset, width, data) and batch size: how many, and their mean timings and accuracy.
+    """Completed runs by comparable group and batch size: how many runs and seeds, their mean timings and
+    accuracy, and the spread (largest minus smallest) of their best validation accuracy.
 
-    Runs of other recipes or data are never averaged together; ``runs`` counts the runs behind each mean.
+    A group is every setting that changes a result except batch size and seed (``compared_settings``): runs of
+    other epochs, train sizes, recipes or data are never averaged together, while seeds are replicates and are.
+    ``group`` names each group by what sets it apart from the others (``group_labels``).
     """
-    columns = [*RECIPE_COLUMNS, "batch_size", "runs", *ANALYSIS_COLUMNS]
+    columns = ["group", "preset", "width", "data", "batch_size", "runs", "seeds", *ANALYSIS_COLUMNS]
+    columns.insert(columns.index("best_val_accuracy") + 1, "best_val_accuracy_spread")
     done = table[table["status"] == "completed"].copy()
     if done.empty:
         return pd.DataFrame(columns=columns)
+    numeric = ["batch_size", "width", *ANALYSIS_COLUMNS]
+    done[numeric] = done[numeric].apply(pd.to_numeric, errors="coerce")
     done["data"] = done["data"].map(data_name)
-    done[["batch_size", *ANALYSIS_COLUMNS]] = done[["batch_size", *ANALYSIS_COLUMNS]].apply(
-        pd.to_numeric, errors="coerce"
-    )
-    groups = done.groupby([*RECIPE_COLUMNS, "batch_size"], dropna=False, sort=True)
+    labels = group_labels(done["settings"].unique())
+    done["group"] = done["settings"].map(labels)
+    groups = done.groupby(["settings", "batch_size"], dropna=False, sort=False)
     analysis = groups[ANALYSIS_COLUMNS].mean()
     analysis["runs"] = groups.size()
-    return analysis.reset_index()[columns]
+    analysis["seeds"] = groups["seed"].nunique()
+    accuracy = groups["best_val_accuracy"]
+    analysis["best_val_accuracy_spread"] = accuracy.max() - accuracy.min()
+    for column in ("group", "preset", "width", "data"):
+        analysis[column] = groups[column].first()
+    analysis = analysis.reset_index().sort_values(["group", "batch_size"], kind="stable")
+    return analysis[columns].reset_index(drop=True)
+
+
+def group_labels(settings: list[str]) -> dict[str, str]:
+    """A short name for each group of ``compared_settings`` strings: the preset (and width), then each setting
+    that some group changed from its preset and whose value differs between the groups, as ``name value``
+    (``"tuned, epochs 4, train_size 2000"``). Settings that differ only because the presets do are not named:
+    the preset names them."""
+    parsed = {key: json.loads(key) for key in settings}
+    changed = set()
+    for values in parsed.values():
+        baseline = _preset_settings(values.get("preset"))
+        changed |= {name for name, value in values.items() if _same(value) != _same(baseline.get(name))}
+    differing = [
+        name
+        for name in sorted(changed - {"preset", "width"})
+        if len({_same(values.get(name)) for values in parsed.values()}) > 1
+    ]
+    labels = {}
+    for key, values in parsed.items():
+        parts = [recipe_label(values.get("preset"), values.get("width"))]
+        for name in differing:
+            value = values.get(name)
+            shown = data_name(value) if name == "data" else "all" if value is None else json.dumps(value)
+            parts.append(f"{name} {shown.strip(chr(34))}")
+        labels[key] = ", ".join(parts)
+    return labels
+
+
+def _preset_settings(preset) -> dict:
+    """Every setting of ``preset`` as stored in config.json (empty for a preset this version does not know)."""
+    try:
+        return json.loads(json.dumps(RunConfig.from_preset(preset).to_dict(), default=str))
+    except RunConfigError:
+        return {}
+
+
+def _same(value) -> str:
+    """A value in one comparable spelling (tuples and lists alike, as config.json stores them)."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def format_batch_size_analysis(analysis: pd.DataFrame) -> str:
-    """The analysis as text: accuracies in percent, times in seconds."""
+    """The analysis as text: accuracies in percent, times in seconds, one block per group."""
     if analysis.empty:
         return "no completed runs to compare yet"
-    shown = _formatted(analysis, tenths=("seconds_per_epoch", "total_seconds", "best_epoch"))
-    return shown.rename(columns={"best_epoch": "best_epoch_mean"}).fillna("").to_string(index=False)
+    blocks = []
+    for group, rows in analysis.groupby("group", sort=False):
+        shown = _formatted(
+            rows.drop(columns=["group", "preset", "width"]),
+            tenths=("seconds_per_epoch", "startup_seconds", "total_seconds", "best_epoch"),
+            whole=("batch_size", "runs", "seeds"),
+        )
+        shown = shown.rename(
+            columns={"best_epoch": "best_epoch_mean", "best_val_accuracy_spread": "val_spread"}
+        )
+        blocks.append(f"{group}:\n{shown.fillna('').to_string(index=False)}")
+    return "\n\n".join(blocks)
 
 
 def describe_batch_sizes(table: pd.DataFrame) -> str:
@@ -327,78 +507,83 @@ def describe_batch_sizes(table: pd.DataFrame) -> str:
     return "" if table.empty else format_batch_size_analysis(batch_size_analysis(table))
 
 
-def plot_batch_size_analysis(analysis: pd.DataFrame, *, save_to=None):
-    """Four panels against batch size, one line per recipe with two or more batch sizes; ``None`` if none has.
+def plot_batch_size_analysis(analysis: pd.DataFrame, *, title: str = "", save_to=None):
+    """Four panels against batch size, one line per group with two or more batch sizes; ``None`` if none has.
 
-    A single batch size is a point, not a trend: ``format_batch_size_analysis`` shows it as a table instead.
+    Each point is the mean over its runs (seeds); the accuracy panel draws their range as a bar. A single batch
+    size is a point, not a trend: ``format_batch_size_analysis`` shows it as a table instead.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    recipes = [
-        (key, group)
-        for key, group in analysis.groupby(RECIPE_COLUMNS, dropna=False, sort=False)
-        if group["batch_size"].nunique() >= 2
+    groups = [
+        (label, rows.sort_values("batch_size"))
+        for label, rows in analysis.groupby("group", sort=False)
+        if rows["batch_size"].nunique() >= 2
     ]
-    if not recipes:
+    if not groups:
         return None
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.8), layout="constrained")
     panels = [
-        ("seconds_per_epoch", "seconds per epoch", "seconds"),
+        ("seconds_per_epoch", "seconds per epoch (steady state)", "seconds"),
         ("best_epoch", "epoch of the best validation accuracy", "epoch"),
         ("total_seconds", "total training time", "seconds"),
         ("best_val_accuracy", "accuracy", "accuracy (%)"),
     ]
     handles = []
     batch_sizes = sorted(analysis["batch_size"].dropna().unique())
-    for index, ((preset, width, data), group) in enumerate(recipes):
+    for index, (label, rows) in enumerate(groups):
         color = f"C{index % 10}"
-        group = group.sort_values("batch_size")
         for axis, (column, _, _) in zip(axes, panels):
-            scale = 100.0 if column == "best_val_accuracy" else 1.0
-            axis.plot(group["batch_size"], scale * group[column], color=color, marker="o")
-            if column == "best_val_accuracy" and group["test_accuracy"].notna().any():
+            if column != "best_val_accuracy":
+                axis.plot(rows["batch_size"], rows[column], color=color, marker="o")
+                continue
+            low = rows["best_val_accuracy"] - rows["best_val_accuracy_spread"].fillna(0) / 2
+            axis.errorbar(
+                rows["batch_size"],
+                as_percent(1) * rows["best_val_accuracy"],
+                yerr=as_percent(1) * (rows["best_val_accuracy"] - low),
+                color=color,
+                marker="o",
+                capsize=3,
+            )
+            if rows["test_accuracy"].notna().any():
                 axis.plot(
-                    group["batch_size"],
-                    100.0 * group["test_accuracy"],
+                    rows["batch_size"],
+                    as_percent(1) * rows["test_accuracy"],
                     color=color,
                     marker="s",
                     linestyle="--",
                 )
-        counts = ", ".join(str(int(n)) for n in group["runs"])
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color=color,
-                marker="o",
-                label=f"{recipe_label(preset, width)}, data {data} (runs per point: {counts})",
-            )
-        )
+        counts = ", ".join(str(int(n)) for n in rows["seeds"])
+        handles.append(Line2D([], [], color=color, marker="o", label=f"{label} (seeds per point: {counts})"))
     handles += [
-        Line2D([], [], color="black", marker="o", label="validation (best epoch)"),
+        Line2D([], [], color="black", marker="o", label="validation, best epoch (bar: range over seeds)"),
         Line2D([], [], color="black", marker="s", linestyle="--", label="test"),
     ]
-    for axis, (column, title, unit) in zip(axes, panels):
+    for axis, (column, panel_title, unit) in zip(axes, panels):
         axis.set_xscale("log", base=2)
         axis.set_xticks(batch_sizes, [str(int(b)) for b in batch_sizes])
         axis.minorticks_off()
         axis.set_xlabel("batch size (images per step)")
         axis.set_ylabel(unit)
-        axis.set_title(title, fontsize=10)
+        axis.set_title(panel_title, fontsize=10)
         axis.grid(alpha=0.3)
+        if unit == "seconds":
+            axis.set_ylim(bottom=0)  # speed is read as a ratio: an axis from zero does not exaggerate it
         if column == "best_epoch":
             axis.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8)
-    figure.suptitle("Batch size: speed, convergence and accuracy (mean over runs where several)")
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(2, len(handles)), fontsize=8)
+    figure.suptitle(title or "Batch size: speed, convergence and accuracy (means over seeds)")
     return finish_figure(figure, save_to)
 
 
 def batch_size_section(table: pd.DataFrame, folder: Path) -> list[Path]:
     """Draw the batch-size comparison and write ``folder/batch_size.png``; nothing where no recipe has two sizes."""
     path = Path(folder) / BATCH_SIZE_FILE
-    figure = plot_batch_size_analysis(batch_size_analysis(table), save_to=path)
+    title = "Batch size: speed, convergence and accuracy (means over seeds)" + synthetic_note(table)
+    figure = plot_batch_size_analysis(batch_size_analysis(table), title=title, save_to=path)
     return [] if figure is None else [path]
 
 
@@ -500,8 +685,10 @@ def confusion_matrix_section(detail: RunDetail | None) -> list[Path]:
         return []
     path = detail.folder / CONFUSION_MATRIX_FILE
     matrix = confusion_matrix(detail.labels, detail.probabilities)
+    accuracy = format_accuracy(float(np.trace(matrix.values)) / max(1, len(detail.labels)))
     title = (
-        f"Confusion matrix: {detail.label}, run {detail.run_id}\n(counts of {len(detail.labels)} test images)"
+        f"Confusion matrix: {detail.label}, run {detail.run_id}\n"
+        f"accuracy {accuracy} on {len(detail.labels)} test images (cells: counts)"
     )
     plot_confusion_matrix(matrix, title=title, save_to=path)
     return [path]
@@ -525,7 +712,7 @@ def plot_misclassified(images, labels, probabilities, *, count: int = 20, title:
         axis.imshow(images[index].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
         axis.set_title(
             f"true {CLASS_NAMES[labels[index]]}\npredicted {CLASS_NAMES[predicted[index]]} "
-            f"({100 * probabilities[index, predicted[index]]:.0f}% sure)",
+            f"({sureness(probabilities[index, predicted[index]])} sure)",
             fontsize=8,
         )
     shown = (
@@ -536,6 +723,12 @@ def plot_misclassified(images, labels, probabilities, *, count: int = 20, title:
     shown = shown[0].upper() + shown[1:]
     figure.suptitle(f"{title}\n{shown}" if title else shown)
     return finish_figure(figure, save_to)
+
+
+def sureness(probability: float) -> str:
+    """A predicted probability as a whole percentage that never reads "100%" for an answer that was wrong."""
+    percent = as_percent(probability)
+    return f"{percent:.0f}%" if percent < 99.5 else ">99%"
 
 
 def misclassified_section(detail: RunDetail | None) -> list[Path]:
@@ -560,33 +753,51 @@ def plots_dir(workspace, *, sweep: str | None = None) -> Path:
 
 
 def write_plots(
-    workspace, *, sweep: str | None = None, run_id: str | None = None, data: str | None = None
+    workspace,
+    *,
+    sweep: str | None = None,
+    all_runs: bool = False,
+    run_id: str | None = None,
+    data: str | None = None,
+    written=None,
 ) -> list[Path]:
     """Every plot of ``04_results`` as PNG files, through the same section functions; returns their paths.
 
-    Comparisons go to ``plots_dir``; the confusion matrix and misclassified gallery of ``run_id`` (default: the
-    newest completed run of the selection) to that run's ``plots/`` folder. Raises ``WorkspaceError`` with
-    ``no_runs_message`` where there is no run at all.
+    Compares the runs of ``sweep``, by default of the newest sweep (``newest_sweep``) where the workspace has
+    one, or every run with ``all_runs`` or where it has none. Comparisons go to ``plots_dir``; the confusion
+    matrix and misclassified gallery of ``run_id`` (default: the newest completed run of the selection) to that
+    run's ``plots/`` folder. ``written`` (a callable) is given each path as soon as it is written, so a caller
+    can list what was done before a later plot fails. Raises ``WorkspaceError`` with ``no_runs_message`` where
+    there is no run at all.
     """
     import matplotlib
     import matplotlib.pyplot as plt
 
     matplotlib.use("Agg")
     workspace = storage.as_workspace(workspace, create=False)
+    sweep = None if all_runs else sweep or newest_sweep(workspace)
     table = runs_table(workspace, sweep=sweep)
     if table.empty and run_id is None:
         raise WorkspaceError(no_runs_message(workspace, sweep=sweep))
     folder = plots_dir(workspace, sweep=sweep)
+    paths: list[Path] = []
+
+    def record(new: list[Path]) -> None:
+        for path in new:
+            paths.append(path)
+            if written is not None:
+                written(path)
+
     try:
-        written = curves_section(workspace, table, folder, sweep=sweep)
-        written += batch_size_section(table, folder)
+        record(curves_section(workspace, table, folder, sweep=sweep))
+        record(batch_size_section(table, folder))
         detail = load_run_detail(workspace, table, run_id=run_id, data=data)
-        written += confusion_matrix_section(detail)
-        written += misclassified_section(detail)
+        record(confusion_matrix_section(detail))
+        record(misclassified_section(detail))
     finally:
         # The command line draws many figures in one process; none is shown, so none needs to stay open.
         plt.close("all")
-    return written
+    return paths
 
 
 def finish_figure(figure, save_to=None):

@@ -3,7 +3,8 @@
 ``evaluate_run`` scores a run's ``best.keras`` as ``train`` did at the end (``python -m cifarlib evaluate``);
 ``run_predictions`` gives the images, labels and class probabilities behind that score (the results notebook's
 confusion matrix and sample grids). Both load the images through ``cifarlib.data.load_run_splits``, the same
-function ``train`` uses, so a run is scored on exactly the split it was held out from.
+function ``train`` uses, so a run is scored on exactly the split it was held out from. ``predict_files``
+classifies a user's own image files (``python -m cifarlib predict``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
 from cifarlib import storage
 from cifarlib.config import EVALUATION_SPLITS, RunConfig
-from cifarlib.data import load_run_splits
+from cifarlib.data import CLASS_NAMES, image_files, load_run_splits, read_image, to_grayscale
 from cifarlib.errors import DataError, RunConfigError, WorkspaceError
 from cifarlib.evaluation import predict_probabilities, score
 from cifarlib.model import load_network
@@ -63,6 +65,40 @@ def evaluate_run(
         "tta": config.tta,
         "tta_translate": config.tta_translate,
     }
+
+
+def predict_files(
+    run_id: str, paths, workspace: storage.Workspace | str | Path | None = None
+) -> pd.DataFrame:
+    """The class a run's ``best.keras`` gives each image file among ``paths`` (files, or folders of them).
+
+    Returns one row per file: ``file``, ``predicted_class``, ``probability`` and ``note`` (the original size of
+    a picture that was resized to 32x32). The images go through exactly what scores the run: the network takes
+    raw 0-255 pixels (it standardises them itself), in grayscale where the run trained so, and the probabilities
+    are averaged over the run's test-time augmentation views (``cifarlib.evaluation.predict_probabilities``).
+    """
+    run, config = finished_run(run_id, workspace)
+    files = image_files(paths)
+    read = [read_image(file, resize=True) for file in files]
+    images = np.stack([array for array, _ in read])
+    if config.grayscale:
+        images = np.round(to_grayscale(images)).astype(np.uint8)
+    probabilities = predict_probabilities(
+        load_best_model(run),
+        images,
+        batch_size=config.batch_size,
+        tta=config.tta,
+        tta_translate=config.tta_translate,
+    )
+    predicted = np.argmax(probabilities, axis=1)
+    return pd.DataFrame(
+        {
+            "file": [str(file) for file in files],
+            "predicted_class": [CLASS_NAMES[i] for i in predicted],
+            "probability": probabilities[np.arange(len(files)), predicted],
+            "note": ["" if size is None else f"resized from {size[0]}x{size[1]}" for _, size in read],
+        }
+    )
 
 
 def finished_run(run_id, workspace, **changes) -> tuple[storage.RunFolder, RunConfig]:

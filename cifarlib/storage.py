@@ -568,6 +568,13 @@ class RunLock:
             removed.append(path)
         return removed
 
+    def live_holder(self) -> dict | None:
+        """The owner record (``host``, ``pid``, ...) of a lock that protects a run now, else ``None``."""
+        if not self.path.is_file():
+            return None
+        holder = _read_lock(self.path)
+        return holder if holder is not None and self._stale_reason(holder) is None else None
+
     def _stale_reason(self, holder: dict | None) -> str | None:
         """Why the lock on disk no longer protects anyone, or ``None`` while it does."""
         if holder is None:

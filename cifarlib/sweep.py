@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cifarlib import storage
 from cifarlib.data import absolute_source
+from cifarlib.errors import RunInterrupted
 from cifarlib.formatting import describe_epoch
 from cifarlib.project import notebooks_dir
 from cifarlib.results import SWEEP_MANIFEST, format_runs_table, runs_table, sweep_outcomes
@@ -119,9 +120,11 @@ def run_sweep(
                 execution_timeout=cell_timeout,
                 cwd=str(notebook.parent),
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             manifest["runs"][run_id] = {"batch_size": batch_size, "status": "failed", "error": "interrupted"}
             storage.atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
+            if run.path.exists() and run.epochs_saved() > 0:
+                raise RunInterrupted(run_id) from interrupt
             raise
         except Exception as error:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on.
             message = failure_cause(error)

@@ -28,10 +28,10 @@ import keras
 from cifarlib import __version__, integrity, storage
 from cifarlib.augment import FlipEpoch
 from cifarlib.callbacks import EpochProgress, EpochTimer, NetworkCheckpoint, RunPublisher
-from cifarlib.config import OPTIONS_OUTSIDE_OLD_RUN_IDS, REFERENCE, RunConfig, monitor_mode
+from cifarlib.config import DEVICE_FIELDS, OPTIONS_OUTSIDE_OLD_RUN_IDS, REFERENCE, RunConfig, monitor_mode
 from cifarlib.data import NAMED_SOURCES, channel_statistics, load_run_splits
 from cifarlib.device import DevicePlan, make_strategy, plan_device
-from cifarlib.errors import RunConfigError, RunLockedError, WorkspaceError
+from cifarlib.errors import RunConfigError, RunInterrupted, RunLockedError, WorkspaceError
 from cifarlib.evaluation import evaluate_model
 from cifarlib.memory import warn_if_too_big
 from cifarlib.model import build_model, load_network, training_model
@@ -44,6 +44,7 @@ from cifarlib.optimizer import (
     whitening_bias,
 )
 from cifarlib.pipeline import full_batches, make_inputs
+from cifarlib.timings import epoch_timings
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,6 @@ class FitContext:
     def steps_per_epoch(self) -> int:
         # Training drops the last partial batch (cifarlib.pipeline), so an epoch is the full batches only.
         return max(1, full_batches(self.train_images, self.global_batch))
-
-
-# Settings that say how to run on this machine, not what to train: a run resumed on another device (a new Colab
-# runtime after a disconnect) is the same run, so they are left out of its default id and of the check that an
-# existing run holds the same settings.
-DEVICE_FIELDS = ("precision", "jit_compile", "distribute")
 
 
 def settings_run_id(config: RunConfig) -> str:
@@ -175,11 +170,13 @@ def train(
             plan = plan_device(config)
             _prepare_run_folder(run, config, plan, verbose)
             return _fit(workspace, run, config, plan, splits, lock, verbose, callbacks)
-        except BaseException:
+        except BaseException as error:
             # A start that failed before its first epoch leaves no run to list or resume; removed while the lock
             # is still this process's, so never a folder that another process has taken over meanwhile.
             if created and lock.held() and not _has_trained(run):
                 shutil.rmtree(run.path, ignore_errors=True)
+            if isinstance(error, KeyboardInterrupt) and _has_trained(run):
+                raise RunInterrupted(run.run_id) from error
             raise
 
 
@@ -664,8 +661,8 @@ def _history_summary(config: RunConfig, rows: list[dict]) -> dict:
         "best_epoch": int(best["epoch"]),
         "best_val_accuracy": float(best["val_accuracy"]) if "val_accuracy" in best else None,
         "max_val_accuracy": float(history["val_accuracy"].max()) if "val_accuracy" in history else None,
-        "seconds_per_epoch": float(history["seconds"].mean()),
-        "total_seconds": float(history["seconds"].sum()),
+        # Steady-state seconds per epoch, and the starts' compilation apart (cifarlib.timings).
+        **epoch_timings(history),
     }
 
 

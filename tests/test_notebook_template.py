@@ -11,7 +11,7 @@ FOLDER = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def load_template():
-    spec = importlib.util.spec_from_file_location("build_notebooks", FOLDER / "build_notebooks.py")
+    spec = importlib.util.spec_from_file_location("build_notebooks", FOLDER / "build" / "build_notebooks.py")
     module = importlib.util.module_from_spec(spec)
     # Dataclasses look their module up in sys.modules while the module executes.
     sys.modules[spec.name] = module

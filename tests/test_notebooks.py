@@ -53,7 +53,7 @@ def test_notebook_skeleton(path):
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
     assert colab_url(path.name) in cells[0].source
     code = [c for c in cells if c.cell_type == "code"]
-    # The setup cell is setup_cell.py's, checked cell for cell by tests/test_notebook_template.py.
+    # The setup cell is build/setup_cell.py's, checked cell for cell by tests/test_notebook_template.py.
     assert 'find_spec("cifarlib") is None' in code[0].source
     assert code[1].source.startswith("import cifarlib")
     assert "parameters" in code[2].metadata.get("tags", [])

@@ -36,6 +36,7 @@ def write_run(
     epochs: int = 3,
     completed: bool = True,
     seconds: float = 10.0,
+    **settings,
 ) -> Path:
     """A run folder as ``train`` leaves it, with a plausible history that rises with the epochs."""
     folder = workspace / "runs" / run_id
@@ -48,6 +49,7 @@ def write_run(
         seed=seed,
         epochs=epochs,
         created=created,
+        **settings,
     )
     (folder / "config.json").write_text(json.dumps(config))
     epoch = np.arange(1, epochs + 1)
@@ -122,9 +124,25 @@ def test_runs_are_ordered_by_start_not_by_id(tmp_path):
     assert list(table["status"]) == ["completed", "completed", "unfinished"]
     # The newest completed run, not the newest run and not the alphabetically last one.
     assert results.newest_completed_run(table) == "mm-second"
-    text = results.format_runs_table(table)
+    text = results.format_runs_table(table, wide=True)
     assert "2026-11-29 11:00" in text and "cifar-10-python.tar.gz" in text and "/data/" not in text
     assert format_accuracy(table["best_val_accuracy"].iloc[0]) in text
+    narrow = results.format_runs_table(table)
+    assert "cifar-10-python.tar.gz" in narrow
+    assert max(map(len, narrow.splitlines())) <= results.NARROW_WIDTH
+
+
+def test_the_narrow_table_fits_100_columns_and_shortens_long_ids_in_the_middle(tmp_path):
+    long_id = (
+        "bench-accuracy-tuned-modules-" + "-".join(["64-128-192-16-32-32"] * 3) + "-105ceb088b-w1-e10-s0"
+    )
+    write_run(tmp_path, long_id, created="2026-11-29T10:00:00+00:00")
+    table = results.runs_table(tmp_path)
+    narrow = results.format_runs_table(table)
+    assert max(map(len, narrow.splitlines())) <= results.NARROW_WIDTH
+    (line,) = [line for line in narrow.splitlines() if "…" in line]
+    assert line.split()[0].startswith("bench-accuracy") and line.split()[0].endswith("w1-e10-s0")
+    assert long_id in results.format_runs_table(table, wide=True)
 
 
 def test_detailed_run_defaults_to_the_newest_completed_run_of_the_sweep(tmp_path, fake_predictions):
@@ -146,7 +164,7 @@ def test_detailed_run_defaults_to_the_newest_completed_run_of_the_sweep(tmp_path
 
 
 def test_batch_size_analysis_groups_by_recipe_and_counts_runs(tmp_path):
-    write_run(tmp_path, "t64-s0", created="2026-11-29T10:00:00+00:00", batch_size=64, seed=0, epochs=2)
+    write_run(tmp_path, "t64-s0", created="2026-11-29T10:00:00+00:00", batch_size=64, seed=0, epochs=3)
     write_run(tmp_path, "t64-s1", created="2026-11-29T10:10:00+00:00", batch_size=64, seed=1, epochs=3)
     write_run(tmp_path, "t128", created="2026-11-29T10:20:00+00:00", batch_size=128)
     write_run(tmp_path, "ref64", created="2026-11-29T10:30:00+00:00", preset="reference", batch_size=64)
@@ -165,9 +183,68 @@ def test_batch_size_analysis_groups_by_recipe_and_counts_runs(tmp_path):
         ("tuned", 1.0, "synthetic", 64),
     }
     pair = keyed[("tuned", 1.0, "cifar-10-python.tar.gz", 64)]
-    assert pair.runs == 2 and pair.best_epoch == 2.5
+    # Two seeds of one setting are replicates: averaged, counted, and their spread given.
+    assert pair.runs == 2 and pair.seeds == 2 and pair.best_epoch == 3
+    assert pair.best_val_accuracy_spread == pytest.approx(0.0)
     assert keyed[("reference", 1.0, "cifar-10-python.tar.gz", 64)].runs == 1
+    # The groups are named by what sets them apart, not by every setting in which the presets differ.
+    assert set(analysis["group"]) == {
+        "tuned, data cifar-10-python.tar.gz",
+        "reference, data cifar-10-python.tar.gz",
+        "tuned, width 0.5, data cifar-10-python.tar.gz",
+        "tuned, data synthetic",
+    }
     assert "runs" in results.format_batch_size_analysis(analysis)
+
+
+def test_runs_that_differ_in_epochs_or_train_size_are_never_averaged(tmp_path):
+    # Four runs at two batch sizes, two budgets and two train sizes: each is its own point.
+    write_run(tmp_path, "e1-b64", created="2026-11-29T10:00:00+00:00", batch_size=64, epochs=1)
+    write_run(tmp_path, "e4-b64", created="2026-11-29T10:01:00+00:00", batch_size=64, epochs=4)
+    write_run(tmp_path, "e4-b128", created="2026-11-29T10:02:00+00:00", batch_size=128, epochs=4)
+    write_run(
+        tmp_path, "n200-b64", created="2026-11-29T10:03:00+00:00", batch_size=64, epochs=4, train_size=200
+    )
+    write_run(
+        tmp_path,
+        "n200-b64-s1",
+        created="2026-11-29T10:04:00+00:00",
+        batch_size=64,
+        epochs=4,
+        train_size=200,
+        seed=1,
+    )
+    # A device-only setting does not split a group.
+    write_run(
+        tmp_path,
+        "n200-b128",
+        created="2026-11-29T10:05:00+00:00",
+        batch_size=128,
+        epochs=4,
+        train_size=200,
+        precision="float32",
+    )
+    analysis = results.batch_size_analysis(results.runs_table(tmp_path))
+    by_group = {group: rows for group, rows in analysis.groupby("group")}
+    assert set(by_group) == {
+        "tuned, epochs 1, train_size all",
+        "tuned, epochs 4, train_size all",
+        "tuned, epochs 4, train_size 200",
+    }
+    small = by_group["tuned, epochs 4, train_size 200"].set_index("batch_size")
+    assert list(small.index) == [64, 128] and list(small["runs"]) == [2, 1] and list(small["seeds"]) == [2, 1]
+    assert list(by_group["tuned, epochs 1, train_size all"]["runs"]) == [1]
+    # Two groups have two batch sizes: two lines, each named in the legend.
+    figure = results.plot_batch_size_analysis(analysis)
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert any(label.startswith("tuned, epochs 4, train_size all") for label in legend)
+    assert any(
+        label.startswith("tuned, epochs 4, train_size 200 (seeds per point: 2, 1)") for label in legend
+    )
+    assert not any("epochs 1," in label for label in legend), "one batch size is no line"
+    speed = figure.axes[0]
+    assert speed.get_ylim()[0] == 0, "the speed axis starts at zero"
+    plt.close(figure)
 
 
 def test_empty_workspace_says_where_it_looked(tmp_path):
@@ -252,7 +329,10 @@ def test_plots_of_a_two_batch_size_sweep(tmp_path, fake_predictions):
     assert 45 < low < 52 and 60 < high < 70
     figure = results.plot_batch_size_analysis(results.batch_size_analysis(table))
     _check_readable(figure)
-    assert "runs per point: 2, 2" in " ".join(t.get_text() for t in figure.legends[0].get_texts())
+    assert "seeds per point: 2, 2" in " ".join(t.get_text() for t in figure.legends[0].get_texts())
+    # Runs that differ only in seed are told apart in the curves legend.
+    curve_labels = [t.get_text() for t in curves.legends[0].get_texts()]
+    assert any(label.startswith("tuned, batch 64, seed 1 ") for label in curve_labels), curve_labels
     plt.close("all")
 
     written = results.write_plots(tmp_path, sweep="batch-size")

@@ -5,7 +5,7 @@ Every notebook has the same skeleton: a title with its Open-in-Colab badge, the 
 passes the parameters through ``cifarlib.notebook_parameters``, then its own steps, each a short explanation and
 a short call into cifarlib. Only the steps differ, and they are written below.
 
-Run ``make notebooks`` (or ``python notebooks/build_notebooks.py``) after changing this file or
+Run ``make notebooks`` (or ``python notebooks/build/build_notebooks.py``) after changing this file or
 ``setup_cell.py``; ``tests/test_notebook_template.py`` fails while the committed notebooks differ from what this
 script writes. Cells whose output nbval checks carry that output here (it is a fact the notebook must print);
 every other code cell starts with ``# NBVAL_IGNORE_OUTPUT`` and is written without output.
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import nbformat
 
-FOLDER = Path(__file__).resolve().parent
+# The notebooks it writes; this script and setup_cell.py sit in build/ below them, so the wheel, which ships
+# the notebooks folder's .ipynb files, carries neither.
+FOLDER = Path(__file__).resolve().parent.parent
 # The checkout's cifarlib, whichever copy is installed: the notebooks are built from this repository's facts.
 sys.path.insert(0, str(FOLDER.parent))
 BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
