@@ -29,7 +29,7 @@ test: install
 	$(BIN)/python -m pytest
 
 # The Python sources; the notebooks are generated from a template and checked by their own test.
-PY_SOURCES = cifarlib tests conftest.py scripts notebooks/build
+PY_SOURCES = cifarlib tests conftest.py scripts notebooks/build/build_notebooks.py
 
 # The credential scan is the pre-commit hook's command (.pre-commit-config.yaml), over every tracked file.
 lint: install

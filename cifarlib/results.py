@@ -111,6 +111,14 @@ def newest_sweep(workspace: storage.Workspace) -> str | None:
     return max(manifests, key=lambda path: path.stat().st_mtime).parent.name
 
 
+def chosen_sweep(workspace, sweep: str | None = None, *, all_runs: bool = False) -> str | None:
+    """The sweep a comparison shows: ``sweep`` if named, else the newest sweep, or ``None`` (every run) with
+    ``all_runs`` or where the workspace has no sweep."""
+    if all_runs:
+        return None
+    return sweep or newest_sweep(storage.as_workspace(workspace, create=False))
+
+
 def runs_table(workspace: storage.Workspace | str | Path, *, sweep: str | None = None) -> pd.DataFrame:
     """One row per run, oldest first: id, status, recipe, batch size, epochs, accuracies, timings, start time.
 
@@ -775,7 +783,7 @@ def write_plots(
 
     matplotlib.use("Agg")
     workspace = storage.as_workspace(workspace, create=False)
-    sweep = None if all_runs else sweep or newest_sweep(workspace)
+    sweep = chosen_sweep(workspace, sweep, all_runs=all_runs)
     table = runs_table(workspace, sweep=sweep)
     if table.empty and run_id is None:
         raise WorkspaceError(no_runs_message(workspace, sweep=sweep))

@@ -184,3 +184,28 @@ def test_the_results_notebook_under_papermill(user, trained):
     outputs = json.dumps([cell.get("outputs", []) for cell in cells])
     assert trained[0] in outputs, "the runs table lists the trained run"
     assert not venvs.TENSORFLOW_LOG_LINE.search(outputs)
+
+
+def test_version_notebooks_and_predict_from_an_empty_folder(user, trained):
+    # The `cifarlib` command the wheel installs, beside `python -m cifarlib`.
+    version = venvs.run_checked([user.bin_dir / "cifarlib", "--version"], cwd=user.folder, env=user.env)
+    assert version.stdout.strip() == f"cifarlib {cifarlib.__version__}"
+    written = user.cifarlib("notebooks", "nb").stdout.split()
+    assert [Path(p).name for p in written] == [f"{name}.ipynb" for name in cifarlib.project.NOTEBOOK_NAMES]
+    assert all((user.folder / "nb" / Path(p).name).is_file() for p in written)
+    # Three of the trained run's own kind of picture: one 32x32 PNG, one larger JPEG, in a folder.
+    user.run(
+        "-c",
+        "import numpy as np; from PIL import Image; import os; os.makedirs('pictures'); "
+        "Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save('pictures/a.png'); "
+        "Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save('pictures/b.jpg')",
+    )
+    lines = user.cifarlib("predict", trained[0], "pictures", "--workspace", "W").stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        str(Path("pictures") / "a.png"),
+        str(Path("pictures") / "b.jpg"),
+    ]
+    assert lines[1].endswith("(resized from 64x48)")
+    from cifarlib.data import CLASS_NAMES
+
+    assert all(line.split(": ")[1].split()[0] in CLASS_NAMES for line in lines)

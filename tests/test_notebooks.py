@@ -95,7 +95,14 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
             "run_id": "papermill",
         },
     }
-    for path in NOTEBOOKS:
+    # The copies `notebooks DIR` writes, as a user who installed the wheel gets them.
+    copies = tmp_path / "copies"
+    copied = subprocess.run(
+        [sys.executable, "-m", "cifarlib", "notebooks", str(copies)], capture_output=True, text=True
+    )
+    assert copied.returncode == 0, copied.stderr
+    assert sorted(copies.glob("*.ipynb")) == [copies / path.name for path in NOTEBOOKS]
+    for path in sorted(copies.glob("*.ipynb")):
         parameters = {**(common if path.stem != "00_gpu_check" else {}), **specific.get(path.stem, {})}
         papermill.execute_notebook(
             str(path),
@@ -113,8 +120,11 @@ def test_papermill_runs_the_five_notebooks_in_order(tmp_path, small_archive, mon
     assert (run_dir / "plots" / "misclassified.png").stat().st_size > 1000
     executed = nbformat.read(tmp_path / "04_results.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
-    assert re.search(r"papermill\s+completed\s+reference\s+100\s+2", printed), printed[:2000]
-    assert re.search(r"reference\s+0.25\s+cifar-10-python.tar.gz\s+100\s+1\s", printed), printed[:3000]
+    # The runs table (epochs, batch), then the batch-size analysis: the group, its one batch size, one seed.
+    assert re.search(r"papermill\s+completed\s+2\s+100\s", printed), printed[:2000]
+    assert re.search(r"reference, width 0.25:\n.*\n\s*cifar-10-python.tar.gz\s+100\s+1\s+1\s", printed), (
+        printed[:3000]
+    )
 
     # The command line writes the same plots.
     for png in (workspace / "plots").glob("*.png"):

@@ -313,46 +313,73 @@ NOTEBOOKS = [
                 "folder; `04_results` compares runs.",
                 ignored("print(result.run_dir)"),
             ),
+            Step(
+                "**Use the trained network.** `best.keras` loads with plain Keras, without cifarlib. It takes raw "
+                "0-255 pixels, shape (N, 32, 32, 3), and standardises them itself: dividing by 255 first, the "
+                "usual Keras habit, silently gives other answers. "
+                "`cifarlib.evaluation.predict_probabilities` averages the test-time augmentation views that the "
+                "reported accuracy uses. For image files, `python -m cifarlib predict RUN_ID IMAGE_OR_FOLDER` does "
+                "the same; `network.export(folder)` writes a SavedModel for serving (see the README).",
+                ignored(
+                    "import keras\n"
+                    "from cifarlib.data import CLASS_NAMES, load_run_splits\n"
+                    "from cifarlib.evaluation import predict_probabilities\n\n"
+                    'network = keras.models.load_model(result.run_dir / "best.keras")\n'
+                    "_, (images, labels), _ = load_run_splits(config)  # this run's own validation images\n"
+                    "probabilities = predict_probabilities(\n"
+                    "    network, images[:8], tta=config.tta, tta_translate=config.tta_translate\n"
+                    ")\n"
+                    'print("predicted:", ", ".join(f"{CLASS_NAMES[p.argmax()]} ({p.max():.0%})" for p in probabilities))\n'
+                    'print("true:     ", ", ".join(CLASS_NAMES[label] for label in labels[:8]))'
+                ),
+            ),
         ],
     ),
     Notebook(
         name="04_results",
         title="04 · Results",
         intro=(
-            "Compares the runs in the workspace, oldest first: a table, training and validation curves, the "
-            "batch-size analysis (seconds per epoch, epochs to the best one, total time and accuracy against batch "
-            "size, per recipe), then the confusion matrix, per-class accuracy and misclassified test images of one "
+            "Compares the runs of the newest sweep (or every run, where there is no sweep), oldest first: a "
+            "table, training and validation curves, the batch-size analysis (steady seconds per epoch, epochs to "
+            "the best one, total time and accuracy against batch size, seeds averaged), then the confusion matrix, per-class accuracy and misclassified test images of one "
             "run. `python -m cifarlib plots` writes the same plots, through the same functions, as PNG files (in "
             "the sweep's folder, or in `plots/` of the workspace and of the run)."
         ),
         imports="import cifarlib\nfrom cifarlib import results",
         parameters_text=(
-            "**Parameters.** `sweep` limits the comparison to one sweep's runs; `run_id` picks the run to analyse "
+            "**Parameters.** `sweep` names the sweep to compare (`None`: the newest one); `all_runs` compares "
+            "every run instead; `run_id` picks the run to analyse "
             "in detail (`None`: the newest completed run of the selection); `data` overrides its data source."
         ),
         parameters=[
             *WORKSPACE_PARAMETERS,
-            ("sweep", None, "name of a sweep, or None for every run"),
+            ("sweep", None, "name of a sweep; None: the newest sweep"),
+            ("all_runs", False, "True: compare every run, not one sweep's"),
             ("run_id", None, "run for the confusion matrix; None: the newest completed run"),
             ("data", None, "data source for its test images; None: the run's own"),
         ],
-        settings=f"{OPEN_WORKSPACE}\nplots = results.plots_dir(ws, sweep=params.sweep)",
+        settings=(
+            f"{OPEN_WORKSPACE}\nsweep = results.chosen_sweep(ws, params.sweep, all_runs=params.all_runs)\n"
+            "plots = results.plots_dir(ws, sweep=sweep)"
+        ),
         steps=[
             Step(
                 "**Every run**, oldest first: status, recipe, best validation accuracy (of the saved checkpoint), "
                 "test accuracy, seconds per epoch and total time.",
                 ignored(
-                    "table = results.runs_table(ws, sweep=params.sweep)\n"
-                    "print(results.describe_runs(table, ws, sweep=params.sweep))"
+                    "table = results.runs_table(ws, sweep=sweep)\n"
+                    "print(results.describe_runs(table, ws, sweep=sweep))"
                 ),
             ),
             Step(
                 "**Curves.** Solid lines train, dashed validate. A widening gap means over-fitting.",
-                ignored("results.curves_section(ws, table, plots, sweep=params.sweep);"),
+                ignored("results.curves_section(ws, table, plots, sweep=sweep);"),
             ),
             Step(
-                "**Batch size**, per recipe (preset, width and data; `runs` counts the runs behind each mean). "
-                "Larger batches run faster per epoch but may need more epochs; the last panel shows what that "
+                "**Batch size.** Runs are compared only with runs of the same settings but batch size: each "
+                "group is named by what sets it apart. Seeds are replicates: each point is their mean, `seeds` "
+                "counts them and `val_spread` gives their range. Seconds per epoch are steady-state (the first "
+                "epoch of each start, which compiles, is counted as start-up). Larger batches run faster per epoch but may need more epochs; the last panel shows what that "
                 "costs in accuracy. With a single batch size there is no trend to draw, only the table.",
                 ignored(
                     "print(results.describe_batch_sizes(table))\nresults.batch_size_section(table, plots);"

@@ -1,9 +1,6 @@
 # Setup: where cifarlib is missing (Colab), install it and what it needs, keeping the runtime's own TensorFlow,
 # Keras and NumPy (pinned as pip constraints); in a checkout, use the repository itself.
-import importlib.util  # noqa: E401 (one line: the setup cell stays short)
-import os
-import subprocess
-import sys
+import importlib.util, os, subprocess, sys  # noqa: E401 (one line: the setup cell stays short)
 from importlib.metadata import distributions
 
 if importlib.util.find_spec("cifarlib") is None and os.path.isdir("../cifarlib"):
