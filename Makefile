@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two stamps: the runtime (what `make train` and the other commands need) and the development tools on top.
+RUNTIME_STAMP := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 WORKSPACE ?= workspace
 # `make train`: a short run of the default (tuned) recipe (CIFAR-10 from Keras, or synthetic data without a
@@ -14,14 +16,21 @@ PRESET_FLAG = $(if $(PRESET),--preset $(PRESET))
 BATCH_FLAG = $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
 BATCH_SIZES_FLAG = $(if $(BATCH_SIZES),--batch-sizes $(BATCH_SIZES))
 
-.PHONY: install test lint format notebooks train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data dist soak clean
+.PHONY: install install-runtime test lint format notebooks train sweep bench bench-accuracy gpu-check gpu-carry gpu-wheels gpu-data dist soak clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(RUNTIME_STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
+
+# `install-runtime`: what the commands need; `install`: that and the development tools (tests, lint, build).
+install-runtime: $(RUNTIME_STAMP)
 
 install: $(STAMP)
 
@@ -44,11 +53,11 @@ format: install
 notebooks: install
 	$(BIN)/python notebooks/build/build_notebooks.py
 
-train: install
+train: install-runtime
 	$(BIN)/python -m cifarlib train $(PRESET_FLAG) --data $(DATA) --fallback-synthetic \
 		--epochs $(EPOCHS) --train-size $(TRAIN_SIZE) $(BATCH_FLAG) --workspace $(WORKSPACE)
 
-sweep: install
+sweep: install-runtime
 	$(BIN)/python -m cifarlib sweep $(BATCH_SIZES_FLAG) $(PRESET_FLAG) --epochs $(EPOCHS) --data $(DATA) \
 		--train-size $(TRAIN_SIZE) --workspace $(WORKSPACE)
 
@@ -56,7 +65,7 @@ sweep: install
 # BENCH_STEPS and BATCH_SIZE are passed only when set.
 BENCH_STEPS_FLAG = $(if $(BENCH_STEPS),--steps $(BENCH_STEPS))
 
-bench: install
+bench: install-runtime
 	$(BIN)/python -m cifarlib bench $(BATCH_FLAG) $(BENCH_STEPS_FLAG)
 
 # `make bench-accuracy`: the real training images, ACCURACY_DATA or else CIFARLIB_ACCURACY_DATA (skips cleanly
@@ -66,7 +75,7 @@ ACCURACY_FLAGS = $(if $(ACCURACY_DATA),--data $(ACCURACY_DATA)) $(if $(ACCURACY_
 	$(if $(ACCURACY_SEEDS),--seeds $(ACCURACY_SEEDS)) $(if $(ACCURACY_WIDTH),--width $(ACCURACY_WIDTH)) \
 	$(if $(ACCURACY_RECIPES),--recipes '$(ACCURACY_RECIPES)')
 
-bench-accuracy: install
+bench-accuracy: install-runtime
 	@if [ -z "$(ACCURACY_DATA)" ] && [ -z "$$CIFARLIB_ACCURACY_DATA" ]; then \
 		echo "make bench-accuracy: skipped (no training images named: set ACCURACY_DATA=PATH or CIFARLIB_ACCURACY_DATA)"; \
 	else \
@@ -110,7 +119,7 @@ dist: install
 # `make soak`: random SIGKILLs over real short runs on synthetic data (tiny network), then checks every file.
 SOAK_KILLS ?= 20
 
-soak: install
+soak: install-runtime
 	$(BIN)/python -m cifarlib.soak --kills $(SOAK_KILLS)
 
 clean:

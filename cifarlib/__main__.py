@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import os
+import socket
 import sys
 import typing
 
@@ -394,9 +395,23 @@ def _config_from_flags(args):
         f.name: given[f.name] for f in dataclasses.fields(RunConfig) if f.name in given and f.name != "preset"
     }
     preset = given.get("preset") or DEFAULT_PRESET
-    if getattr(args, "fallback_synthetic", False) and overrides.get("data", "keras") == "keras":
-        overrides["data"] = _keras_or_synthetic()
-    return RunConfig.from_preset(preset, **overrides)
+    config = RunConfig.from_preset(preset, **overrides)
+    if getattr(args, "fallback_synthetic", False) and config.data == "keras" and not _completed(config, args):
+        config = config.replace(data=_keras_or_synthetic())
+    return config
+
+
+def _completed(config, args) -> bool:
+    """Whether ``train`` would find this run complete, and so need no data at all."""
+    from cifarlib import storage
+    from cifarlib.errors import WorkspaceError
+    from cifarlib.train import settings_run_id
+
+    try:
+        workspace = storage.as_workspace(args.workspace, create=False)
+    except WorkspaceError:
+        return False
+    return workspace.run(args.run_id or settings_run_id(config)).completed
 
 
 def _config(args) -> int:
@@ -419,19 +434,33 @@ def _train(args) -> int:
 
 
 def _keras_or_synthetic() -> str:
-    from cifarlib.data import download_official
+    """``"keras"`` once CIFAR-10 is downloaded (or cached), else ``"synthetic"`` with one line saying so."""
+    from urllib.parse import urlsplit
+
+    from cifarlib.data import OFFICIAL_URL, download_official, official_archive_cached
     from cifarlib.errors import DataError
 
+    if not official_archive_cached():
+        host = urlsplit(OFFICIAL_URL).hostname
+        try:
+            # Asked first, so that no network means one line rather than Keras's download attempt and its error.
+            socket.create_connection((host, 443), timeout=10).close()
+        except OSError:
+            return _synthetic_instead(f"no network ({host} cannot be reached)")
     try:
         download_official()
     except DataError as error:
-        print(
-            f"CIFAR-10 is not reachable ({error}).\nTraining on SYNTHETIC data instead: the run shows that "
-            "everything works, its accuracy says nothing about CIFAR-10.",
-            file=sys.stderr,
-        )
-        return "synthetic"
+        return _synthetic_instead(str(error).split(" (", 1)[0])
     return "keras"
+
+
+def _synthetic_instead(reason: str) -> str:
+    print(
+        f"{reason}: training on SYNTHETIC data, whose accuracy says nothing about CIFAR-10", file=sys.stderr
+    )
+    # That line said it: the data module's own warning about synthetic data would say it a second time.
+    logging.getLogger("cifarlib.data").addFilter(lambda record: "SYNTHETIC" not in record.getMessage())
+    return "synthetic"
 
 
 def _runs(args) -> int:
@@ -485,6 +514,11 @@ def _evaluate(args) -> int:
         f"{args.split} accuracy {format_accuracy(result['accuracy'])} "
         f"({result['images']} images, {describe_tta(result['tta'], result['tta_translate'])})"
     )
+    if result["label_smoothing"]:
+        print(
+            f"The loss above is the plain cross-entropy; the run's history.csv gives its training loss, with "
+            f"label smoothing {result['label_smoothing']:g}, so the two differ."
+        )
     return 0
 
 

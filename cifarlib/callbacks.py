@@ -95,8 +95,8 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
         if self._epochs_this_start == 2 and left > 0 and "seconds" in logs:
             # The second epoch of a start is the first without compilation: the first honest speed.
             line += (
-                f"\nat {logs['seconds']:.1f} s per epoch, the {left} epoch{'s' if left > 1 else ''} left take "
-                f"about {format_duration(left * logs['seconds'])}"
+                f"\nat {logs['seconds']:.1f} s per epoch, the {left} epoch{'s' if left > 1 else ''} left "
+                f"take{'' if left > 1 else 's'} about {format_duration(left * logs['seconds'])}"
             )
         if self.verbose == 1 and self.progbar is not None:
             # The bar is redrawn in place ("\r"); the epoch's line overwrites it rather than following its last

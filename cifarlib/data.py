@@ -379,6 +379,11 @@ def channel_statistics(images: np.ndarray) -> tuple[list[float], list[float]]:
     return mean.tolist(), np.maximum(std, 1e-3).tolist()
 
 
+def official_archive_cached(cache_dir=None) -> bool:
+    """Whether ``download_official`` has the archive already (then it only checks its SHA-256)."""
+    return (default_cache_dir(cache_dir) / "downloads" / "cifar-10-python.tar.gz").is_file()
+
+
 def download_official(cache_dir=None) -> Path:
     """The official archive, downloaded once into the cache and checked against its SHA-256."""
     import keras
@@ -410,8 +415,18 @@ def _load_path(path: Path, cache_dir) -> tuple[Split, Split]:
             "a cifar-10-batches-py folder, or a folder with train/<class>/ images)"
         )
     if path.is_file():
-        path = _extract_cached(path, cache_dir)
-    folder = _find_dataset_folder(path)
+        extracted = _extract_cached(path, cache_dir)
+        try:
+            folder = _find_dataset_folder(extracted)
+        except DataError:
+            # An archive of something else: named as the user named it, and its extracted copy not kept.
+            shutil.rmtree(extracted, ignore_errors=True)
+            raise DataError(
+                f"{path}: an archive without CIFAR-10 in it (expected {BATCHES_FOLDER}/data_batch_1 ... or "
+                "train/<class>/*.png|jpg inside)"
+            ) from None
+    else:
+        folder = _find_dataset_folder(path)
     if (folder / TRAIN_BATCHES[0]).exists() or folder.name == BATCHES_FOLDER:
         return _read_batches_folder(folder)
     return _read_image_folder(folder)

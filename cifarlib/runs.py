@@ -53,7 +53,8 @@ def evaluate_run(
 ) -> dict:
     """Reload a run's ``best.keras`` and score it on the test set (as ``train`` did at the end) or its validation split.
 
-    Returns ``{"accuracy", "loss", "images", "tta", "tta_translate"}``. ``data`` overrides the source in the
+    Returns ``{"accuracy", "loss", "images", "tta", "tta_translate", "label_smoothing"}``; the loss is the plain
+    cross-entropy, which differs from the history's training loss where the run trained with label smoothing. ``data`` overrides the source in the
     run's config; ``split="validation"`` scores the run's own held-out validation images instead; ``tta`` and
     ``tta_translate`` override the run's test-time augmentation (``None`` keeps it).
     """
@@ -64,6 +65,7 @@ def evaluate_run(
         "images": len(images),
         "tta": config.tta,
         "tta_translate": config.tta_translate,
+        "label_smoothing": config.label_smoothing,
     }
 
 

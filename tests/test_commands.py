@@ -1,8 +1,10 @@
 """The command line as a user meets it: --version, grouped help, mistyped flags, pipes, predict, notebooks."""
 
+import logging
 import re
 import subprocess
 import sys
+import zipfile
 
 import nbformat
 import numpy as np
@@ -70,12 +72,20 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(command, tmp_path):
     assert process.returncode == 0 and errors.decode() == ""
 
 
-def test_predict_gives_evaluates_classes_for_the_same_images(small_archive, tmp_path):
-    config = RunConfig.from_preset(
-        "reference", data=str(small_archive), epochs=1, width=0.25, batch_size=50, tta=True
-    )
-    workspace = tmp_path / "ws"
-    run_id = train(config, workspace, verbose=0).run_id
+@pytest.fixture(scope="module")
+def trained(small_archive, tmp_path_factory):
+    """One short run with flip test-time augmentation: (its workspace, its run id)."""
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CIFARLIB_STAGING", str(root / "staging"))
+        config = RunConfig.from_preset(
+            "reference", data=str(small_archive), epochs=1, width=0.25, batch_size=50, tta=True
+        )
+        return root / "ws", train(config, root / "ws", verbose=0).run_id
+
+
+def test_predict_gives_evaluates_classes_for_the_same_images(trained, tmp_path):
+    workspace, run_id = trained
     images, _, probabilities = run_predictions(run_id, workspace)
     folder = tmp_path / "pictures"
     folder.mkdir()
@@ -95,6 +105,19 @@ def test_predict_gives_evaluates_classes_for_the_same_images(small_archive, tmp_
             f"{format_accuracy(probabilities[index, expected])}"
         )
     assert lines[12].startswith(f"{big}: ") and lines[12].endswith("(resized from 64x64)")
+
+
+def test_the_readmes_export_serves_the_networks_probabilities(trained, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    workspace, run_id = trained
+    images, _, _ = run_predictions(run_id, workspace)
+    network = keras.models.load_model(workspace / "runs" / run_id / "best.keras")
+    network.export(str(tmp_path / "exported"))  # as the README says
+    served = tf.saved_model.load(str(tmp_path / "exported"))
+    raw = images[:6].astype("float32")  # raw 0-255 pixels, as the README says
+    np.testing.assert_allclose(served.serve(raw).numpy(), network.predict(raw, verbose=0), atol=1e-5)
 
 
 def test_predict_names_a_missing_image_in_one_line(tmp_path):
@@ -124,3 +147,52 @@ def test_notebooks_copies_the_five_and_keeps_a_users_edits(tmp_path):
     with pytest.raises(NotADirectoryError, match="not a folder"):
         copy_notebooks(edited)
     assert not [p for p in target.iterdir() if p.name.startswith(".")], "no partial copy left"
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: CIFAR-10's site cannot be reached and nothing is cached."""
+    import cifarlib.__main__ as cli
+    import cifarlib.data
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(cli.socket, "create_connection", unreachable)
+    monkeypatch.setattr(cifarlib.data, "official_archive_cached", lambda cache_dir=None: False)
+    yield cli
+    logging.getLogger("cifarlib.data").filters.clear()
+
+
+def test_offline_fallback_says_so_in_one_line(offline, tmp_path, capsys, caplog):
+    arguments = ["train", "--data", "keras", "--fallback-synthetic", "--epochs", "1", "--train-size", "200"]
+    assert offline.main([*arguments, "--width", "0.25", "--workspace", str(tmp_path / "W")]) == 0
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [
+        "no network (www.cs.toronto.edu cannot be reached): training on SYNTHETIC data, whose accuracy says "
+        "nothing about CIFAR-10"
+    ]
+    assert not [record for record in caplog.records if "SYNTHETIC" in record.getMessage()]
+
+
+def test_a_complete_run_on_keras_data_asks_no_network(offline, tmp_path, monkeypatch, capsys):
+    import cifarlib.__main__ as cli
+
+    arguments = ["--data", "keras", "--epochs", "1", "--train-size", "200", "--width", "0.25"]
+    config = cli._config_from_flags(cli.build_parser("train").parse_args(["train", *arguments]))
+    run = tmp_path / "W" / "runs" / cifarlib.train.settings_run_id(config)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(config.to_json())
+    (run / "summary.json").write_text('{"epochs_run": 1, "best_epoch": 1, "test_accuracy": 0.5}')
+    with zipfile.ZipFile(run / "best.keras", "w") as best:  # stands for the saved model: an intact zip
+        best.writestr("config.json", "{}")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("asked the network for a run that is complete")
+
+    monkeypatch.setattr(offline.socket, "create_connection", no_download)
+    monkeypatch.setattr(cifarlib.data, "download_official", no_download)
+    assert (
+        offline.main(["train", *arguments, "--fallback-synthetic", "--workspace", str(tmp_path / "W")]) == 0
+    )
+    assert "already complete" in capsys.readouterr().out

@@ -261,6 +261,22 @@ def test_folder_that_is_not_cifar(tmp_path):
         data.load_cifar10(tmp_path)
 
 
+def test_an_archive_without_cifar_names_the_users_file_and_keeps_no_copy(tmp_path, monkeypatch):
+    import tarfile
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CIFARLIB_CACHE", str(cache))
+    (tmp_path / "notes.txt").write_text("not images")
+    archive = tmp_path / "holiday-photos.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "notes.txt", arcname="notes.txt")
+    with pytest.raises(DataError) as raised:
+        data.load_cifar10(archive)
+    message = str(raised.value)
+    assert message.startswith(f"{archive}: an archive without CIFAR-10 in it") and str(cache) not in message
+    assert not [p for p in (cache / "extracted").iterdir()], "no extracted copy left behind"
+
+
 # ------------------------------------------------------------------------------------- array helpers
 
 

@@ -71,8 +71,8 @@ def test_a_resumed_run_marks_each_start_and_reports_steady_seconds(tmp_path, cap
     assert f"at {epoch_2:.1f} s per epoch, the 4 epochs left take about {format_duration(4 * epoch_2)}" in (
         first_start
     )
-    assert "the 1 epoch left take about" in second_start
-    assert first_start.count("left take about") == 1 and second_start.count("left take about") == 1
+    assert "the 1 epoch left takes about" in second_start
+    assert first_start.count("left take about") == 1 and second_start.count("left takes about") == 1
 
 
 def test_durations_read_as_people_plan():
