@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 NOTEBOOKS_DIR = notebooks_dir()
 TRAIN_NOTEBOOK = NOTEBOOKS_DIR / "03_train.ipynb"
 EXECUTED_NOTEBOOK = "03_train.ipynb"
+# The kernel process's own error stream (C++ log lines, and its complaints when the sweep is stopped under it),
+# kept beside the executed notebook rather than printed into the sweep's output.
+KERNEL_LOG = "kernel.log"
 MANIFEST = SWEEP_MANIFEST
 __all__ = ["run_sweep", "sweep_outcomes"]
 # How often the progress watcher looks for a new epoch in the running run's history.csv.
@@ -48,6 +51,22 @@ def _kernel_config():
     from traitlets.config import Config
 
     return Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+
+
+def _kernel_manager_logging_to(path: Path):
+    """nbclient's kernel manager, starting the kernel with its stderr appended to ``path``.
+
+    The kernel runs in a session of its own, so Ctrl-C stops only the sweep; without this, the kernel then
+    printed a screen of tracebacks about its closed sockets into the sweep's terminal.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            with open(path, "ab") as log_file:  # the kernel keeps its own copy of the descriptor
+                return await super().start_kernel(stderr=log_file, **kw)
+
+    return LoggedKernelManager
 
 
 def run_sweep(
@@ -115,6 +134,7 @@ def run_sweep(
                     "verbose": 2,
                 },
                 kernel_name=kernel_name,
+                kernel_manager_class=_kernel_manager_logging_to(run.file(KERNEL_LOG)),
                 config=_kernel_config(),
                 progress_bar=False,
                 execution_timeout=cell_timeout,

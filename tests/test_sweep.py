@@ -14,7 +14,7 @@ import pytest
 from cifarlib import storage
 from cifarlib.sweep import run_sweep, sweep_outcomes
 
-PARAMETERS = "batch_size = 0\nrun_id = ''\nworkspace = ''\nepochs = 2\n"
+PARAMETERS = "batch_size = 0\nrun_id = ''\nworkspace = ''\nepochs = 2\nverbose = 2\n"
 BODY = """
 import os, signal, time
 from pathlib import Path
@@ -24,6 +24,9 @@ if batch_size == 2:
 if batch_size == 3:
     raise ValueError("batch 3 is refused")
 if batch_size == 4:
+    time.sleep(60)
+if batch_size == 6:
+    (run / "started").write_text("")
     time.sleep(60)
 (run / "history.csv").write_text("epoch,loss,val_accuracy\\n1,2.0,0.3\\n2,1.5,0.4\\n")
 time.sleep(2.5)
@@ -102,6 +105,34 @@ def test_cli_exits_non_zero_when_a_run_failed(tmp_path, notebook):
     )
     assert done.returncode == 1, done.stderr[-2000:]
     assert "cli-b3" in done.stdout and "failed" in done.stdout and "completed" in done.stdout
+
+
+def test_ctrl_c_during_a_sweep_is_one_line(tmp_path, notebook):
+    import os
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifarlib", "sweep", "--batch-sizes", "6", "--workspace", str(tmp_path / "ws")]
+        + ["--notebook", str(notebook), "--name", "stop"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C in a terminal signals the foreground process group; the kernel runs in a session of its own.
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    started = tmp_path / "ws" / "runs" / "stop-b6" / "started"
+    deadline = time.monotonic() + 120
+    while not started.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert started.exists(), "the run's notebook never started"
+    os.killpg(process.pid, signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert errors.splitlines() == ["cifarlib sweep: interrupted"], errors[-3000:]
+    # The kernel's own complaints went to the run's kernel.log.
+    assert (tmp_path / "ws" / "runs" / "stop-b6" / "kernel.log").is_file()
 
 
 def test_the_watcher_reads_the_epoch_count_from_the_run(tmp_path):
