@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import typing
@@ -661,5 +662,13 @@ COMMANDS = {
     "bench-accuracy": _bench_accuracy,
 }
 
+def entry() -> None:
+    """``python -m cifarlib`` and the ``cifarlib`` command: ``main``, then exit with its status."""
+    status = main()
+    # The work is done: a late Ctrl-C would only interrupt the interpreter's shutdown with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

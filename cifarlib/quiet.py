@@ -44,6 +44,8 @@ def captured_stderr_fd():
         os.dup2(capture.fileno(), 2)
         try:
             yield
+        except KeyboardInterrupt:
+            raise  # Ctrl-C while loading: nothing to explain, so the captured log lines are not replayed
         except BaseException:
             os.dup2(saved, 2)
             capture.seek(0)

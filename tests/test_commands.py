@@ -1,6 +1,7 @@
 """The command line as a user meets it: --version, grouped help, mistyped flags, pipes, predict, notebooks."""
 
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -196,3 +197,24 @@ def test_a_complete_run_on_keras_data_asks_no_network(offline, tmp_path, monkeyp
         offline.main(["train", *arguments, "--fallback-synthetic", "--workspace", str(tmp_path / "W")]) == 0
     )
     assert "already complete" in capsys.readouterr().out
+
+
+def test_ctrl_c_during_start_up_is_one_line_without_resume_advice(tiny_archive, tmp_path):
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cifarlib", "train", "--data", str(tiny_archive), "--width", "0.25"]
+        + ["--epochs", "2", "--workspace", str(tmp_path / "W")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(1.0)  # while TensorFlow loads
+    os.killpg(process.pid, signal.SIGINT)
+    out, errors = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert errors.splitlines() == ["cifarlib train: interrupted"], errors[-3000:]
+    assert not (tmp_path / "W" / "runs").exists() or not list((tmp_path / "W" / "runs").iterdir())
