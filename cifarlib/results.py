@@ -578,10 +578,11 @@ def plot_batch_size_analysis(analysis: pd.DataFrame, *, title: str = "", save_to
         axis.set_ylabel(unit)
         axis.set_title(panel_title, fontsize=10)
         axis.grid(alpha=0.3)
-        if unit == "seconds":
-            axis.set_ylim(bottom=0)  # speed is read as a ratio: an axis from zero does not exaggerate it
+        if unit in ("seconds", "epoch"):
+            # Read as ratios: an axis from zero does not exaggerate them (with room above the highest point).
+            axis.set_ylim(0, 1.1 * axis.dataLim.y1 if axis.dataLim.y1 > 0 else 1)
         if column == "best_epoch":
-            axis.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            axis.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=3))
     figure.legend(handles=handles, loc="outside lower center", ncols=min(2, len(handles)), fontsize=8)
     figure.suptitle(title or "Batch size: speed, convergence and accuracy (means over seeds)")
     return finish_figure(figure, save_to)
@@ -627,6 +628,8 @@ def load_run_detail(
     config = run.read_json(storage.CONFIG_FILE) or {}
     images, labels, probabilities = run_predictions(chosen, workspace, data=data)
     label = recipe_label(config.get("preset"), config.get("width"), config.get("batch_size"))
+    if data_name(data or config.get("data")) == "synthetic":
+        label += ", SYNTHETIC data"
     return RunDetail(chosen, label, images, labels, probabilities, run.path / "plots")
 
 

@@ -386,3 +386,23 @@ def test_a_run_with_a_broken_config_is_listed_as_unreadable(tmp_path, stored):
     table = results.runs_table(tmp_path)
     assert dict(zip(table["run_id"], table["status"])) == {"broken": "unreadable", "good": "completed"}
     assert "broken" in results.format_runs_table(table)
+
+
+def test_a_run_whose_lock_is_live_shows_as_running_with_its_host_and_pid(tmp_path):
+    import os
+    import socket
+
+    write_run(tmp_path, "live", created="2026-11-29T10:00:00+00:00", completed=False)
+    write_run(tmp_path, "left", created="2026-11-29T11:00:00+00:00", completed=False)
+    workspace = storage.open_workspace(tmp_path)
+    with workspace.run("live").lock():
+        table = results.runs_table(tmp_path)
+        text = results.format_runs_table(table)
+    status = dict(zip(table["run_id"], table["status"]))
+    assert status == {"live": "running", "left": "unfinished"}
+    running_on = f"{socket.gethostname()} pid {os.getpid()}"
+    assert table.set_index("run_id").loc["live", "running_on"] == running_on
+    assert running_on in text
+    # Released: no longer running, and the column is gone from the narrow table.
+    assert results.runs_table(tmp_path).set_index("run_id").loc["live", "status"] == "unfinished"
+    assert "running_on" not in results.format_runs_table(results.runs_table(tmp_path))
