@@ -218,3 +218,13 @@ def test_ctrl_c_during_start_up_is_one_line_without_resume_advice(tiny_archive, 
     assert process.returncode == 130
     assert errors.splitlines() == ["cifarlib train: interrupted"], errors[-3000:]
     assert not (tmp_path / "W" / "runs").exists() or not list((tmp_path / "W" / "runs").iterdir())
+
+
+@pytest.mark.parametrize("command", ["runs", "plots"])
+def test_an_empty_default_workspace_points_to_the_local_one(command, tmp_path):
+    (tmp_path / "workspace" / "runs" / "tuned-b64-e2-0123456789").mkdir(parents=True)
+    home = tmp_path / "home"
+    done = cifarlib_command(command, cwd=tmp_path, env={**os.environ, "CIFARLIB_HOME": str(home)})
+    said = done.stdout + done.stderr
+    assert "add --workspace workspace" in said, said
+    assert str(home) in said, "it still says where it looked"

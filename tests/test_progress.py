@@ -51,6 +51,10 @@ def test_fit_prints_one_plain_line_per_epoch(verbose, capsys):
     assert "Epoch 1/2" not in out
     if verbose == 2:
         assert "step" not in out
+    else:
+        # The bar, while it runs, shows accuracy beside the loss.
+        bar = [part for part in out.split("\r") if "step" in part]
+        assert bar and all("accuracy: " in part and "loss: " in part for part in bar)
 
 
 def test_train_names_what_it_trains_before_the_first_epoch(tiny_archive, tmp_path, monkeypatch, capsys):
