@@ -662,6 +662,7 @@ COMMANDS = {
     "bench-accuracy": _bench_accuracy,
 }
 
+
 def entry() -> None:
     """``python -m cifarlib`` and the ``cifarlib`` command: ``main``, then exit with its status."""
     status = main()

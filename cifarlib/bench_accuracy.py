@@ -23,12 +23,14 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cifarlib.config import RunConfig, setting_accepts_none
 from cifarlib.errors import RunConfigError
 from cifarlib.evaluation import describe_tta
 from cifarlib.storage import RUN_ID_MAX_LENGTH, as_workspace, check_run_id
+from cifarlib.timings import epoch_timings
 from cifarlib.train import train
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ def accuracy_benchmark(
         data, recipes, seeds, epochs=epochs, width=width, train_size=train_size, batch_size=batch_size
     )
     workspace = as_workspace(workspace)
-    columns, final, tta, sizes = {}, {}, {}, {}
+    columns, final, tta, sizes, steady = {}, {}, {}, {}, {}
     for recipe, seed, config, run_id in runs:
         log.warning("Training %s (recipe %s, seed %d)", run_id, recipe, seed)
         result = train(config, workspace, run_id=run_id, verbose=2)
@@ -77,6 +79,7 @@ def accuracy_benchmark(
         columns[column] = history["val_accuracy"]
         columns[f"{column} s/epoch"] = history["seconds"]
         final[column] = result.summary.get("final_val_accuracy")
+        steady[column] = epoch_timings(result.history)["seconds_per_epoch"]
         tta[recipe] = describe_tta(bool(result.summary.get("tta")), result.summary.get("tta_translate", 0))
         if recipe not in sizes:  # the same network for every seed
             sizes[recipe] = network_size(config)
@@ -85,6 +88,7 @@ def accuracy_benchmark(
     table.attrs["final_val_accuracy"] = final
     table.attrs["tta"] = tta
     table.attrs["network"] = sizes
+    table.attrs["steady_seconds_per_epoch"] = steady
     return table
 
 
@@ -190,10 +194,15 @@ def format_accuracy_table(table: pd.DataFrame) -> str:
     for recipe in recipes:
         last = accuracy[[c for c in accuracy if c.split(" ")[0] == recipe]].iloc[-1] * 100
         epoch_seconds = table[[c for c in table if c.split(" ")[0] == recipe and c.endswith("s/epoch")]]
+        # Steady-state seconds per epoch (cifarlib.timings), else, for a table without them, the mean epoch.
+        per_run = [table.attrs.get("steady_seconds_per_epoch", {}).get(c) for c in last.index]
+        per_epoch = (
+            float(np.mean(per_run)) if all(v is not None for v in per_run) else epoch_seconds.mean().mean()
+        )
         size = sizes.get(recipe)
         lines.append(
             f"{recipe:>6}: {_mean_and_spread(list(last))} validation accuracy after {len(accuracy)} epochs, "
-            f"{epoch_seconds.mean().mean():.0f} s/epoch, {epoch_seconds.sum().mean() / 60:.1f} min in all"
+            f"{per_epoch:.0f} s/epoch, {epoch_seconds.sum().mean() / 60:.1f} min in all"
             + (
                 f"; {size['params'] / 1e6:.2f} M parameters, {size['multiply_adds'] / 1e6:.0f} M multiply-adds per image"
                 if size

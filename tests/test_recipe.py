@@ -272,6 +272,11 @@ def test_accuracy_benchmark_compares_recipes_on_an_image_archive(tmp_path, monke
     assert {"reference s0", "tuned s0"} <= set(table.columns)
     text = format_accuracy_table(table)
     assert "reference: " in text and "tuned: " in text and "after 2 epochs" in text
+    # Seconds per epoch are steady-state: with two epochs, the second's (the first compiles).
+    steady = table.attrs["steady_seconds_per_epoch"]["tuned s0"]
+    assert steady == pytest.approx(table["tuned s0 s/epoch"].loc[2])
+    (tuned_line,) = [line for line in text.splitlines() if line.strip().startswith("tuned: ")]
+    assert f"after 2 epochs, {steady:.0f} s/epoch" in tuned_line
     # The last epoch's weights are scored again with each recipe's own evaluation: flip TTA for tuned only.
     final = table.attrs["final_val_accuracy"]
     assert set(final) == {"reference s0", "tuned s0"} and all(0.0 <= v <= 1.0 for v in final.values())
