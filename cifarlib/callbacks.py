@@ -33,7 +33,7 @@ from pathlib import Path
 
 import keras
 
-from cifarlib import integrity, storage
+from cifarlib import integrity, run_lock, storage
 from cifarlib.errors import RunLockedError, WorkspaceError
 from cifarlib.formatting import FIRST_OF_START, SAID_APART, describe_epoch, format_duration
 
@@ -136,7 +136,7 @@ class RunPublisher(keras.callbacks.Callback):
         run: storage.RunFolder,
         staging: Path,
         stateful: dict[str, keras.callbacks.Callback],
-        lock: storage.RunLock | None = None,
+        lock: run_lock.RunLock | None = None,
     ):
         super().__init__()
         self.run = run

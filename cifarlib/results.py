@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cifarlib import storage
+from cifarlib import run_lock, storage
 from cifarlib.config import DEVICE_FIELDS, RunConfig
 from cifarlib.data import CLASS_NAMES
 from cifarlib.errors import RunConfigError, WorkspaceError
@@ -170,7 +170,7 @@ def _run_row(run: storage.RunFolder) -> dict:
         if history is not None and len(history) and "val_accuracy" in history:
             row["best_val_accuracy"] = float(history["val_accuracy"].max())
             row["best_epoch"] = int(history.loc[history["val_accuracy"].idxmax(), "epoch"])
-        holder = storage.RunLock(run).live_holder()
+        holder = run_lock.RunLock(run).live_holder()
         if holder is not None:
             row.update(status="running", running_on=f"{holder.get('host')} pid {holder.get('pid')}")
     # Timings always from the history, so runs summarised before steady-state timing read the same way.

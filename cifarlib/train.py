@@ -25,7 +25,7 @@ from pathlib import Path
 
 import keras
 
-from cifarlib import __version__, integrity, storage
+from cifarlib import __version__, integrity, run_lock, storage
 from cifarlib.augment import FlipEpoch
 from cifarlib.callbacks import EpochProgress, EpochTimer, NetworkCheckpoint, RunPublisher
 from cifarlib.config import DEVICE_FIELDS, OPTIONS_OUTSIDE_OLD_RUN_IDS, REFERENCE, RunConfig, monitor_mode
@@ -374,7 +374,7 @@ def non_kernel_variables(model: keras.Model) -> list:
 
 
 def _completed_run(
-    run: storage.RunFolder, config: RunConfig, verbose: int, lock: storage.RunLock | None = None
+    run: storage.RunFolder, config: RunConfig, verbose: int, lock: run_lock.RunLock | None = None
 ) -> RunResult:
     """A finished run as it is; a backup or temporary file that a kill after the summary left is removed.
 
@@ -450,7 +450,7 @@ def _check_saved_state(run: storage.RunFolder) -> None:
         )
 
 
-def _tidy_completed_run(run: storage.RunFolder, lock: storage.RunLock) -> None:
+def _tidy_completed_run(run: storage.RunFolder, lock: run_lock.RunLock) -> None:
     lock.remove_temporaries()
     shutil.rmtree(run.file(storage.BACKUP_DIR), ignore_errors=True)
 

@@ -10,7 +10,7 @@ import time
 import keras
 import pytest
 
-from cifarlib import storage
+from cifarlib import run_lock, storage
 from cifarlib.config import RunConfig
 from cifarlib.errors import DataError, RunLockedError, WorkspaceError
 from cifarlib.train import train
@@ -195,13 +195,13 @@ def test_a_failed_start_keeps_a_folder_another_process_took_over(tmp_path, stagi
 def test_a_lock_lost_during_training_stops_it_without_advice_to_resume(tmp_path, staging, monkeypatch):
     # Another process broke this one's lock (as stale) and took the run during the first epoch.
     taken_over = {"pid": os.getpid() + 1, "host": "elsewhere", "heartbeat": time.time()}
-    refresh = storage.RunLock.refresh
+    refresh = run_lock.RunLock.refresh
 
     def taken_before_refresh(lock):
         storage.atomic_write_text(lock.path, json.dumps(taken_over))
         refresh(lock)
 
-    monkeypatch.setattr(storage.RunLock, "refresh", taken_before_refresh)
+    monkeypatch.setattr(run_lock.RunLock, "refresh", taken_before_refresh)
     with pytest.raises(RunLockedError, match="lost its lock to process") as lost:
         train(RunConfig(**{**TINY, "epochs": 2}), tmp_path / "ws", run_id="contested", verbose=0)
     assert "resume" not in str(lost.value)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from cifarlib import storage
+from cifarlib import run_lock, storage
 from cifarlib.errors import RunLockedError
 
 HOLD_LOCK = textwrap.dedent(
@@ -76,11 +76,11 @@ def test_lock_from_another_host_is_trusted_until_its_heartbeat_is_old(run):
 
 def test_a_holder_with_short_epochs_declares_a_shorter_wait_never_below_the_floor(run, monkeypatch):
     clock = [1_000_000.0]
-    monkeypatch.setattr(storage.time, "time", lambda: clock[0])
+    monkeypatch.setattr(run_lock.time, "time", lambda: clock[0])
     lock = run.lock(stale_after=30 * 60)
     lock.acquire()
     assert "stale_after" not in json.loads(lock.path.read_text())  # before its first epoch: the full wait
-    for gap, declared in [(40, storage.MIN_LOCK_STALE_SECONDS), (150, 450), (20, 450), (900, 30 * 60)]:
+    for gap, declared in [(40, run_lock.MIN_LOCK_STALE_SECONDS), (150, 450), (20, 450), (900, 30 * 60)]:
         clock[0] += gap
         lock.refresh()
         assert json.loads(lock.path.read_text())["stale_after"] == declared, (
@@ -94,7 +94,7 @@ def test_a_holder_with_short_epochs_declares_a_shorter_wait_never_below_the_floo
     [
         (300, 1800, 300),  # the holder's shorter declared wait
         (3600, 1800, 1800),  # never longer than this process's own
-        (1, 1800, storage.MIN_LOCK_STALE_SECONDS),  # never below the floor a holder writes with
+        (1, 1800, run_lock.MIN_LOCK_STALE_SECONDS),  # never below the floor a holder writes with
         (10**400, 1800, 1800),
         ("soon", 1800, 1800),  # a nonsense value is ignored
         (float("nan"), 1800, 1800),
@@ -129,7 +129,7 @@ def test_a_lock_with_a_damaged_heartbeat_is_taken_over_not_a_crash(run, heartbea
 
 def test_a_live_process_on_this_machine_is_waited_for_not_timed(run):
     run.path.mkdir(parents=True)
-    mine = {**storage._owner_record(), "heartbeat": time.time() - 10**6}  # this test process: alive
+    mine = {**run_lock._owner_record(), "heartbeat": time.time() - 10**6}  # this test process: alive
     (run.path / ".lock").write_text(json.dumps(mine))
     with pytest.raises(RunLockedError, match=r"or stop that process \(it is on this machine\)$"):
         run.lock(stale_after=60).acquire()
@@ -192,9 +192,9 @@ def test_kill_at_a_chosen_write_leaves_the_old_file(tmp_path):
 def test_lock_stale_seconds_setting(monkeypatch):
     monkeypatch.setenv("CIFARLIB_LOCK_STALE_SECONDS", "nan")
     with pytest.raises(ValueError, match="CIFARLIB_LOCK_STALE_SECONDS must be a positive number"):
-        storage.lock_stale_seconds()
+        run_lock.lock_stale_seconds()
     monkeypatch.setenv("CIFARLIB_LOCK_STALE_SECONDS", "90")
-    assert storage.lock_stale_seconds() == 90
+    assert run_lock.lock_stale_seconds() == 90
 
 
 def test_same_host_name_on_another_machine_goes_by_the_heartbeat(run):

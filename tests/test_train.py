@@ -12,7 +12,7 @@ import keras
 import pandas as pd
 import pytest
 
-from cifarlib import storage
+from cifarlib import run_lock, storage
 from cifarlib.config import RunConfig
 from cifarlib.errors import RunConfigError, WorkspaceError
 from cifarlib.formatting import format_accuracy
@@ -437,7 +437,7 @@ def test_a_stale_lock_on_a_read_only_workspace_is_one_line(mounted_workspace, ca
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    dead = {**storage._owner_record(), "pid": int(finished.stdout), "process_start": None}
+    dead = {**run_lock._owner_record(), "pid": int(finished.stdout), "process_start": None}
     (run.path / storage.LOCK_FILE).write_text(json.dumps(dead))
     make_read_only()
     with caplog.at_level("WARNING"), pytest.raises(WorkspaceError) as error:
