@@ -148,12 +148,6 @@ class RunFolder:
                 pass
         return len(self.read_history())
 
-    def lock(self, stale_after: float | None = None):
-        """The run's lock, to use as ``with run.lock() as lock: ...`` (``cifarlib.run_lock.RunLock``)."""
-        from cifarlib.run_lock import RunLock  # run_lock builds on this module
-
-        return RunLock(self, stale_after)
-
 
 @dataclass(frozen=True)
 class Workspace:

@@ -157,7 +157,7 @@ def train(
     created = not run.path.exists()
     # One process trains a run at a time; the lock's heartbeat is renewed every epoch (RunPublisher). A lock held
     # by another process raises RunLockedError here, before anything of the run folder is touched.
-    with run.lock() as lock:
+    with run_lock.RunLock(run) as lock:
         try:
             # Checked again under the lock: another process may have finished the run meanwhile.
             if run.completed and not retrain:
@@ -397,7 +397,7 @@ def _completed_run(
         _tidy_completed_run(run, lock)
     elif leftovers:
         try:
-            with run.lock() as taken:
+            with run_lock.RunLock(run) as taken:
                 _tidy_completed_run(run, taken)
         except RunLockedError:
             pass  # The process holding the lock tidies it.

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from cifarlib import results, storage  # noqa: E402
+from cifarlib import results, run_lock, storage  # noqa: E402
 from cifarlib.data import CLASS_NAMES  # noqa: E402
 from cifarlib.errors import WorkspaceError  # noqa: E402
 from cifarlib.formatting import format_accuracy  # noqa: E402
@@ -395,7 +395,7 @@ def test_a_run_whose_lock_is_live_shows_as_running_with_its_host_and_pid(tmp_pat
     write_run(tmp_path, "live", created="2026-11-29T10:00:00+00:00", completed=False)
     write_run(tmp_path, "left", created="2026-11-29T11:00:00+00:00", completed=False)
     workspace = storage.open_workspace(tmp_path)
-    with workspace.run("live").lock():
+    with run_lock.RunLock(workspace.run("live")):
         table = results.runs_table(tmp_path)
         text = results.format_runs_table(table)
     status = dict(zip(table["run_id"], table["status"]))

@@ -17,8 +17,8 @@ from cifarlib.errors import RunLockedError
 HOLD_LOCK = textwrap.dedent(
     """
     import sys, time
-    from cifarlib import storage
-    with storage.RunFolder(storage.Path(sys.argv[1])).lock():
+    from cifarlib import run_lock, storage
+    with run_lock.RunLock(storage.RunFolder(storage.Path(sys.argv[1]))):
         print("locked", flush=True)
         time.sleep(600)
     """
@@ -46,7 +46,7 @@ def test_second_process_is_refused_then_takes_over_after_a_kill(run):
     holder = hold_in_subprocess(run)
     try:
         with pytest.raises(RunLockedError) as refused:
-            run.lock().acquire()
+            run_lock.RunLock(run).acquire()
         message = str(refused.value)
         assert "\n" not in message
         assert "'r1'" in message and f"process {holder.pid} on host {socket.gethostname()}" in message
@@ -57,7 +57,7 @@ def test_second_process_is_refused_then_takes_over_after_a_kill(run):
         holder.wait()
     # The killed holder's lock is left on disk, and does not block the next run.
     assert (run.path / ".lock").exists()
-    with run.lock() as lock:
+    with run_lock.RunLock(run) as lock:
         assert json.loads((run.path / ".lock").read_text())["pid"] == os.getpid()
         lock.refresh()
     assert not (run.path / ".lock").exists()
@@ -68,16 +68,16 @@ def test_lock_from_another_host_is_trusted_until_its_heartbeat_is_old(run):
     other = {"host": "colab-vm-elsewhere", "pid": 1, "acquired": time.time(), "heartbeat": time.time()}
     (run.path / ".lock").write_text(json.dumps(other))
     with pytest.raises(RunLockedError, match="host colab-vm-elsewhere"):
-        run.lock(stale_after=60).acquire()
+        run_lock.RunLock(run, stale_after=60).acquire()
     (run.path / ".lock").write_text(json.dumps({**other, "heartbeat": time.time() - 120}))
-    with run.lock(stale_after=60):
+    with run_lock.RunLock(run, stale_after=60):
         assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
 
 
 def test_a_holder_with_short_epochs_declares_a_shorter_wait_never_below_the_floor(run, monkeypatch):
     clock = [1_000_000.0]
     monkeypatch.setattr(run_lock.time, "time", lambda: clock[0])
-    lock = run.lock(stale_after=30 * 60)
+    lock = run_lock.RunLock(run, stale_after=30 * 60)
     lock.acquire()
     assert "stale_after" not in json.loads(lock.path.read_text())  # before its first epoch: the full wait
     for gap, declared in [(40, run_lock.MIN_LOCK_STALE_SECONDS), (150, 450), (20, 450), (900, 30 * 60)]:
@@ -111,9 +111,9 @@ def test_another_hosts_lock_is_taken_over_after_the_wait_it_declared(run, declar
     with pytest.raises(
         RunLockedError, match=r"run again from \d{4}-\d\d-\d\d .* UTC, when its lock counts as"
     ):
-        run.lock(stale_after=own).acquire()
+        run_lock.RunLock(run, stale_after=own).acquire()
     (run.path / ".lock").write_text(json.dumps({**other, "heartbeat": beat - 5}))
-    with run.lock(stale_after=own):
+    with run_lock.RunLock(run, stale_after=own):
         assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
 
 
@@ -123,7 +123,7 @@ def test_a_lock_with_a_damaged_heartbeat_is_taken_over_not_a_crash(run, heartbea
     (run.path / ".lock").write_text(
         f'{{"host": "colab-vm-gone", "pid": 1, "acquired": 1, "heartbeat": {heartbeat}, "stale_after": 1e999}}'
     )
-    with run.lock(stale_after=60):
+    with run_lock.RunLock(run, stale_after=60):
         assert json.loads((run.path / ".lock").read_text())["host"] == socket.gethostname()
 
 
@@ -132,11 +132,11 @@ def test_a_live_process_on_this_machine_is_waited_for_not_timed(run):
     mine = {**run_lock._owner_record(), "heartbeat": time.time() - 10**6}  # this test process: alive
     (run.path / ".lock").write_text(json.dumps(mine))
     with pytest.raises(RunLockedError, match=r"or stop that process \(it is on this machine\)$"):
-        run.lock(stale_after=60).acquire()
+        run_lock.RunLock(run, stale_after=60).acquire()
 
 
 def test_a_lock_taken_over_stops_the_old_holder(run):
-    lock = run.lock()
+    lock = run_lock.RunLock(run)
     lock.acquire()
     taken = {"host": "another-host", "pid": 7, "acquired": time.time(), "heartbeat": time.time()}
     (run.path / ".lock").write_text(json.dumps(taken))
@@ -150,10 +150,10 @@ def test_empty_lock_file_counts_as_held_only_briefly(run):
     run.path.mkdir(parents=True)
     (run.path / ".lock").write_text("")
     with pytest.raises(RunLockedError):
-        run.lock().acquire()
+        run_lock.RunLock(run).acquire()
     old = time.time() - 60
     os.utime(run.path / ".lock", (old, old))
-    with run.lock():
+    with run_lock.RunLock(run):
         pass
 
 
@@ -167,7 +167,7 @@ def test_temporaries_of_killed_writers_are_removed_under_the_lock(run):
     (run.path / ".backup.new").mkdir()
     (run.path / ".backup.old").mkdir()
     (run.path / ".backup.old" / "latest.weights.h5").write_text("weights")
-    with run.lock() as lock:
+    with run_lock.RunLock(run) as lock:
         removed = lock.remove_temporaries()
         # With backup/ missing, the aside copy is the last good backup: it is put back, not deleted.
         assert (run.path / "backup" / "latest.weights.h5").read_text() == "weights"
@@ -209,7 +209,7 @@ def test_same_host_name_on_another_machine_goes_by_the_heartbeat(run):
     }
     (run.path / ".lock").write_text(json.dumps(twin))
     with pytest.raises(RunLockedError):
-        run.lock(stale_after=60).acquire()
+        run_lock.RunLock(run, stale_after=60).acquire()
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="names the folder by uid where there is one")

@@ -441,7 +441,7 @@ def test_a_stale_lock_on_a_read_only_workspace_is_one_line(mounted_workspace, ca
     (run.path / storage.LOCK_FILE).write_text(json.dumps(dead))
     make_read_only()
     with caplog.at_level("WARNING"), pytest.raises(WorkspaceError) as error:
-        run.lock().acquire()
+        run_lock.RunLock(run).acquire()
     message = str(error.value)
     assert str(run.path / storage.LOCK_FILE) in message and "Read-only file system" in message
     assert "\n" not in message
@@ -456,7 +456,7 @@ def test_a_lock_that_is_a_folder_is_one_line(tmp_path):
     with pytest.raises(
         WorkspaceError, match=r"\.lock: a folder where the run's lock file belongs; remove it"
     ):
-        run.lock().acquire()
+        run_lock.RunLock(run).acquire()
 
 
 @pytest.mark.parametrize(
