@@ -6,27 +6,12 @@ import shutil
 import keras
 import pandas as pd
 import pytest
+from interruptions import TINY, Interrupted, StopAfter
 
 from cifarlib import storage
 from cifarlib.config import RunConfig
 from cifarlib.errors import WorkspaceError
 from cifarlib.train import train
-
-TINY = dict(data="synthetic", train_size=200, width=0.25, batch_size=64, seed=0)
-
-
-class Interrupted(Exception):
-    """Stands for a kill after an epoch was saved."""
-
-
-class StopAfter(keras.callbacks.Callback):
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise Interrupted
 
 
 class EpochsTrained(keras.callbacks.Callback):

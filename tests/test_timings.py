@@ -2,30 +2,14 @@
 
 import json
 
-import keras
 import pandas as pd
 import pytest
+from interruptions import TINY, Interrupted, StopAfter
 
 from cifarlib.config import RunConfig
 from cifarlib.formatting import FIRST_OF_START, format_duration
 from cifarlib.timings import epoch_timings
 from cifarlib.train import train
-
-TINY = dict(data="synthetic", train_size=200, width=0.25, batch_size=64, seed=0)
-
-
-class Interrupted(Exception):
-    """Stands for a disconnect after an epoch was saved."""
-
-
-class StopAfter(keras.callbacks.Callback):
-    def __init__(self, epochs: int):
-        super().__init__()
-        self.epochs = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epochs:
-            raise Interrupted
 
 
 @pytest.fixture(autouse=True)
